@@ -1,0 +1,82 @@
+"""Regenerate the embedded CIFAR-10 sample `keras_structconv/datasets/data/cifar10_sample.npz`.
+
+Draws a class-balanced subset (200 train + 50 test images per class by default, seed 0) of the
+JPEG npz copy of CIFAR-10 and stores the original JPEG files, unchanged (no re-encoding: the
+decoded pixels equal the full dataset's), in the same format with `train_` / `test_` key
+prefixes (`train_jpeg_bytes`, `train_jpeg_offsets`, `train_labels`, `train_class_names`, ...),
+plus `{split}_indices`: the positions of the images in the full split files.
+
+Usage (from the repository root):
+
+    python -m keras_structconv.datasets.make_sample [--data-dir ../shared/data/cifar10]
+        [--output keras_structconv/datasets/data/cifar10_sample.npz] [--seed 0]
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from keras_structconv.datasets import _npz, cifar10
+
+DEFAULT_PER_CLASS = {"train": 200, "test": 50}
+DEFAULT_SEED = 0
+
+
+def balanced_indices(labels, per_class, seed):
+    """Sorted positions of `per_class` images of every class, drawn without replacement."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in range(cifar10.NUM_CLASSES):
+        candidates = np.flatnonzero(labels == label)
+        if len(candidates) < per_class:
+            raise ValueError(
+                f"`per_class` exceeds the {len(candidates)} images of class {label}. "
+                f"Received: per_class={per_class}"
+            )
+        chosen.append(rng.choice(candidates, size=per_class, replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def build_sample(data_dir=None, per_class=None, seed=DEFAULT_SEED):
+    """The arrays of the sample file, {key: array}, from the full CIFAR-10 npz files."""
+    per_class = per_class or DEFAULT_PER_CLASS
+    folder = _npz.resolve_data_dir("cifar10", data_dir, ("train.npz", "test.npz"), "CIFAR-10")
+    arrays = {}
+    for split in cifar10.SPLITS:
+        path = _npz.split_file(folder, "cifar10", split, "CIFAR-10")
+        jpeg_bytes, offsets, loaded = _npz.read_jpeg_archive(
+            path, keys=("labels",), extra_keys=("class_names",)
+        )
+        indices = balanced_indices(loaded["labels"], per_class[split], seed)
+        files = [jpeg_bytes[offsets[i] : offsets[i + 1]] for i in indices]
+        arrays[f"{split}_jpeg_bytes"] = np.concatenate(files)
+        arrays[f"{split}_jpeg_offsets"] = np.concatenate(
+            [[0], np.cumsum([len(f) for f in files])]
+        ).astype(np.int64)
+        arrays[f"{split}_labels"] = loaded["labels"][indices]
+        arrays[f"{split}_class_names"] = loaded["class_names"]
+        arrays[f"{split}_indices"] = indices
+    return arrays
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="folder holding train.npz and test.npz")
+    parser.add_argument("--output", default=str(cifar10.EMBEDDED_PATH))
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--train-per-class", type=int, default=DEFAULT_PER_CLASS["train"])
+    parser.add_argument("--test-per-class", type=int, default=DEFAULT_PER_CLASS["test"])
+    args = parser.parse_args(argv)
+    per_class = {"train": args.train_per_class, "test": args.test_per_class}
+    arrays = build_sample(args.data_dir, per_class, args.seed)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(output, **arrays)
+    sizes = ", ".join(f"{split} {len(arrays[f'{split}_labels'])}" for split in cifar10.SPLITS)
+    print(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB; {sizes} images)")
+
+
+if __name__ == "__main__":
+    main()

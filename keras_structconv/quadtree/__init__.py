@@ -1,0 +1,53 @@
+"""Quadtree labels, statistics and loss for the Quadtree Generating Network (QGN).
+
+Reference: K. Chitta, J. M. Alvarez, M. Hebert, "Quadtree Generating Networks: Efficient
+Hierarchical Scene Parsing with Sparse Convolutions", WACV 2020 (arXiv:1907.11821).
+"""
+
+from keras_structconv.quadtree.labels import (
+    COMPOSITE,
+    NOT_SUPERVISED,
+    CompactQuadtree,
+    decode_quadtree,
+    encode_quadtree,
+    pad_to_multiple,
+    quadtree_cell_counts,
+    quadtree_cell_masks,
+    tpyramid_labels,
+)
+from keras_structconv.quadtree.losses import (
+    QuadtreeLossWeights,
+    fixed_level_weights,
+    level_cross_entropy,
+    quadtree_level_losses,
+)
+from keras_structconv.quadtree.stats import (
+    QuadtreeStatistics,
+    add_quadtree_stats_parser,
+    load_camvid_label_maps,
+    quadtree_statistics,
+    quadtree_stats_main,
+    run_quadtree_stats,
+)
+
+__all__ = [
+    "COMPOSITE",
+    "NOT_SUPERVISED",
+    "CompactQuadtree",
+    "QuadtreeLossWeights",
+    "QuadtreeStatistics",
+    "add_quadtree_stats_parser",
+    "decode_quadtree",
+    "encode_quadtree",
+    "fixed_level_weights",
+    "level_cross_entropy",
+    "load_camvid_label_maps",
+    "pad_to_multiple",
+    "quadtree_cell_counts",
+    "quadtree_cell_masks",
+    "quadtree_level_losses",
+    "quadtree_statistics",
+    "quadtree_stats_main",
+    "run_quadtree_stats",
+    "tpyramid_labels",
+]
