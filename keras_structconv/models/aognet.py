@@ -1,0 +1,304 @@
+"""AOGNets: networks of AND-OR grammar building blocks (ImageNet 12M / 40M and a CIFAR model).
+
+Reference: Li, Song, Wu, Xue, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
+CVPR 2019 (arXiv:1711.05847), Section 4 and Table 1; architecture details read off the authors'
+released code (see `../shared/SPEC.md` Appendix A).
+
+Architecture. A stem, then stages of `AOGBlock`s (`keras_structconv.layers.AOGBlock`):
+
+- ImageNet stem: conv3x3 stride 2 (3 -> f0/2), conv3x3 (f0/2 -> f0/2), conv3x3 (f0/2 -> f0), each
+  BN-ReLU, then 2x2 max-pool stride 2 (224 -> 56). CIFAR stem: one conv3x3 (3 -> f0) BN-ReLU.
+- Stage s maps `filters[s]` -> `filters[s+1]` channels with `blocks[s]` blocks of
+  `num_primitives[s]` primitives and pruning mode `prune_modes[s]`. Stages after the first start
+  with a transition conv1x1 (in -> in) BN-ReLU + 2x2 average pool stride 2; blocks never stride.
+- Within a stage, `step = (out - in) // blocks` rounded to the nearer multiple of N (the lower
+  one on a tie); block j outputs `in + (j + 1) * step` channels, the last block exactly `out`.
+- Head: global average pooling + Dense(classes).
+
+All BatchNorms use `momentum=0.9, epsilon=1e-5`; convolutions have no bias (the classifier has)
+and are initialised He-normal with fan_out like the release.
+Trainable parameters with 1000 classes: AOGNet-12M 12,259,099 and AOGNet-40M 40,153,004, as the
+authors' released networks.
+
+`AOGNet4M` (the mobile-setting row of the paper) is not provided: no released code or
+configuration defines it, so its exact structure cannot be reproduced. Build a small network with
+`AOGNet(...)` directly if needed.
+
+No pretrained weights exist for these Keras models (and this library never downloads), so
+`weights` must be None.
+"""
+
+import keras
+
+from keras_structconv.layers.aog_block import BN_EPSILON, BN_MOMENTUM, AOGBlock
+
+
+def stage_widths(in_channels, out_channels, num_blocks, num_primitives):
+    """Output channels of each block of a stage (the released code's schedule, see above)."""
+    step = (out_channels - in_channels) // num_blocks
+    quotient, remainder = divmod(step, num_primitives)
+    step = (quotient + (2 * remainder > num_primitives)) * num_primitives
+    widths = [in_channels + (j + 1) * step for j in range(num_blocks)]
+    widths[-1] = out_channels
+    return widths
+
+
+def conv_initializer():
+    """He-normal with fan_out, as the release (PyTorch `kaiming_normal_(mode="fan_out")`)."""
+    return keras.initializers.VarianceScaling(
+        2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def _conv_bn_relu(x, filters, kernel_size, name, strides=1, kernel_regularizer=None):
+    if strides > 1:
+        # PyTorch-style symmetric padding (the release pads 1 on every side).
+        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    else:
+        padding = "same"
+    x = keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, use_bias=False,
+        kernel_initializer=conv_initializer(), kernel_regularizer=kernel_regularizer,
+        name=f"{name}_conv",
+    )(x)
+    x = keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn"
+    )(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _check_lengths(num_stages, **lists):
+    for name, values in lists.items():
+        if len(values) != num_stages:
+            raise ValueError(
+                f"`{name}` needs one entry per stage ({num_stages} = len(filters) - 1). "
+                f"Received: {name}={list(values)}"
+            )
+
+
+def _model_input(input_tensor, input_shape, include_top, default_size):
+    if input_shape is None:
+        input_shape = (default_size, default_size, 3) if include_top else (None, None, 3)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
+        )
+    if input_tensor is None:
+        return keras.Input(shape=input_shape)
+    if not keras.backend.is_keras_tensor(input_tensor):
+        return keras.Input(tensor=input_tensor, shape=input_shape)
+    return input_tensor
+
+
+def AOGNet(
+    filters,
+    num_primitives,
+    blocks,
+    prune_modes,
+    drop_rates=None,
+    lateral=True,
+    stem="imagenet",
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    kernel_regularizer=None,
+    name="aognet",
+):
+    """Builds an AOGNet (see the module docstring for the architecture).
+
+    Args:
+        filters: channels after the stem, then after each stage (`len(filters) - 1` stages).
+        num_primitives: N of the blocks of each stage.
+        blocks: number of blocks of each stage.
+        prune_modes: pruning mode of each stage (None/0, 1 or 2; see `keras_structconv.aog`).
+        drop_rates: SpatialDropout rate inside the blocks of each stage (default all 0).
+        lateral: lateral connections in every block.
+        stem: `"imagenet"` (three 3x3 convs, first strided, + 2x2 max-pool) or `"cifar"` (one
+            3x3 conv).
+        include_top: whether to add the global-average-pool + Dense classifier.
+        weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
+            downloaded).
+        input_tensor: optional Keras tensor (or tensor) to use as the model input.
+        input_shape: `(height, width, 3)`; default 224x224 (ImageNet stem) or 32x32 (CIFAR stem)
+            with the top, `(None, None, 3)` without.
+        pooling: without the top: None (4D output), `"avg"` or `"max"` (global pooling).
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier (None for logits).
+        kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    if weights is not None:
+        raise ValueError(
+            "`weights` must be None: there are no pretrained AOGNet weights for Keras and this "
+            f"library downloads nothing (no network). Received: weights={weights!r}"
+        )
+    if stem not in ("imagenet", "cifar"):
+        raise ValueError(f"`stem` must be 'imagenet' or 'cifar'. Received: stem={stem!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    num_stages = len(filters) - 1
+    drop_rates = [0.0] * num_stages if drop_rates is None else list(drop_rates)
+    _check_lengths(
+        num_stages,
+        num_primitives=num_primitives,
+        blocks=blocks,
+        prune_modes=prune_modes,
+        drop_rates=drop_rates,
+    )
+    inputs = _model_input(input_tensor, input_shape, include_top, 224 if stem == "imagenet" else 32)
+
+    if stem == "imagenet":
+        x = _conv_bn_relu(inputs, filters[0] // 2, 3, "stem1", 2, kernel_regularizer)
+        x = _conv_bn_relu(x, filters[0] // 2, 3, "stem2", 1, kernel_regularizer)
+        x = _conv_bn_relu(x, filters[0], 3, "stem3", 1, kernel_regularizer)
+        x = keras.layers.MaxPooling2D(2, name="stem_pool")(x)
+    else:
+        x = _conv_bn_relu(inputs, filters[0], 3, "stem", 1, kernel_regularizer)
+
+    for stage in range(num_stages):
+        if stage > 0:
+            prefix = f"stage{stage}_transition"
+            x = _conv_bn_relu(x, filters[stage], 1, prefix, 1, kernel_regularizer)
+            x = keras.layers.AveragePooling2D(2, name=f"{prefix}_pool")(x)
+        widths = stage_widths(
+            filters[stage], filters[stage + 1], blocks[stage], num_primitives[stage]
+        )
+        for index, width in enumerate(widths):
+            x = AOGBlock(
+                width,
+                num_primitives[stage],
+                prune=prune_modes[stage],
+                lateral=lateral,
+                drop_rate=drop_rates[stage],
+                kernel_initializer=conv_initializer(),
+                kernel_regularizer=kernel_regularizer,
+                name=f"stage{stage}_block{index}",
+            )(x)
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    model_inputs = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor)
+    return keras.Model(model_inputs, x, name=name)
+
+
+def AOGNet12M(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="aognet12m",
+):
+    """AOGNet-12M for ImageNet: 12,259,099 trainable parameters with 1000 classes.
+
+    filters `[32, 128, 256, 512, 824]`, N `[2, 2, 4, 4]`, blocks `[2, 2, 2, 1]`, pruning modes
+    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages. Arguments as
+    `keras.applications` (see `AOGNet`); `weights` must be None.
+
+    Example:
+
+    >>> model = AOGNet12M(weights=None, input_shape=(64, 64, 3))
+    >>> model.output_shape
+    (None, 1000)
+    """
+    return AOGNet(
+        filters=[32, 128, 256, 512, 824],
+        num_primitives=[2, 2, 4, 4],
+        blocks=[2, 2, 2, 1],
+        prune_modes=[1, 2, 1, 2],
+        drop_rates=[0.0, 0.0, 0.1, 0.1],
+        stem="imagenet",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def AOGNet40M(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="aognet40m",
+):
+    """AOGNet-40M for ImageNet: 40,153,004 trainable parameters with 1000 classes.
+
+    filters `[56, 224, 448, 896, 1400]`, N `[2, 2, 4, 4]`, blocks `[2, 2, 3, 1]`, pruning modes
+    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages. Arguments as
+    `keras.applications` (see `AOGNet`); `weights` must be None.
+    """
+    return AOGNet(
+        filters=[56, 224, 448, 896, 1400],
+        num_primitives=[2, 2, 4, 4],
+        blocks=[2, 2, 3, 1],
+        prune_modes=[1, 2, 1, 2],
+        drop_rates=[0.0, 0.0, 0.1, 0.1],
+        stem="imagenet",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def AOGNetCIFAR(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    drop_rate=0.0,
+    name="aognet_cifar",
+):
+    """A small AOGNet for CIFAR: 812,695 trainable parameters with 100 classes.
+
+    3x3 stem, three stages, N = 4, filters `[32, 64, 128, 248]`, blocks `[1, 1, 1]`, pruning modes
+    `[1, 2, 1]`, laterals; 32x32 inputs are pooled to 8x8 by the two transitions. Arguments as
+    `keras.applications` (see `AOGNet`); `drop_rate` applies to every block.
+    """
+    return AOGNet(
+        filters=[32, 64, 128, 248],
+        num_primitives=[4, 4, 4],
+        blocks=[1, 1, 1],
+        prune_modes=[1, 2, 1],
+        drop_rates=[drop_rate] * 3,
+        stem="cifar",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
