@@ -1,0 +1,369 @@
+"""Training helpers for long, resumable `fit` runs (the zoo recipes).
+
+- `poly_decay_sgd`: SGD with the polynomial learning-rate decay of the segmentation literature,
+  `lr = lr_0 (1 - i / i_max)^power` (QGN appendix: lr_0 = 0.02, power = 0.9).
+- `TrainingClock`: wall-clock training time accumulated across resumed sessions, kept in a JSON
+  state file next to the run (`train_seconds`: the time that produced the last per-epoch backup;
+  `all_sessions_seconds`: every session's time, work lost to interruptions included).
+- `TimedCheckpoint`: a `ModelCheckpoint` by time: saves the whole model (`.keras`, optimizer
+  included) every `interval_seconds`, atomically (a crash never leaves a half-written file).
+- `ProgressCSVLogger`: one CSV row every `every` steps or every epoch (step, epoch, training time,
+  learning rate and the running metrics of the epoch), appended across resumes.
+- `GracefulStop`: stops `fit` cleanly on SIGTERM/SIGINT (at the end of the current step) or once
+  a time budget is spent (at the end of the epoch, right after the epoch's backup, so nothing is
+  lost).
+
+Use with `keras.callbacks.BackupAndRestore` (per-epoch backups, `delete_checkpoint=False`): put
+the backup callback before `TrainingClock` so that the clock's state is written after the backup
+it describes. See `zoo/qgn_camvid/train.py`.
+"""
+
+import csv
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+__all__ = [
+    "GracefulStop",
+    "ProgressCSVLogger",
+    "TimedCheckpoint",
+    "TrainingClock",
+    "current_learning_rate",
+    "poly_decay_sgd",
+]
+
+
+def poly_decay_sgd(
+    total_steps,
+    initial_learning_rate=0.02,
+    power=0.9,
+    momentum=0.9,
+    weight_decay=None,
+    end_learning_rate=0.0,
+):
+    """SGD with `lr(i) = (lr_0 - lr_end) (1 - min(i, total_steps) / total_steps)^power + lr_end`.
+
+    With `end_learning_rate=0` this is QGN's schedule (appendix: lr_0 = 0.02, power 0.9,
+    i_max = 100,000 iterations). Momentum and weight decay are not given by the paper; the
+    defaults (momentum 0.9, no decay) are ours. `weight_decay` is Keras' decoupled decay.
+
+    Args:
+        total_steps: i_max, the number of optimizer steps of the whole run (>= 1).
+        initial_learning_rate: lr_0.
+        power: the decay exponent rho.
+        momentum: SGD momentum.
+        weight_decay: None or the decoupled weight decay coefficient.
+        end_learning_rate: learning rate from step `total_steps` on.
+
+    Returns:
+        A `keras.optimizers.SGD` with a `keras.optimizers.schedules.PolynomialDecay` schedule.
+    """
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or (
+        total_steps < 1
+    ):
+        raise ValueError(f"`total_steps` must be an integer >= 1. Received: {total_steps!r}")
+    if not initial_learning_rate > 0:
+        raise ValueError(
+            f"`initial_learning_rate` must be > 0. Received: {initial_learning_rate!r}"
+        )
+    if not power > 0:
+        raise ValueError(f"`power` must be > 0. Received: power={power!r}")
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        initial_learning_rate,
+        decay_steps=int(total_steps),
+        end_learning_rate=end_learning_rate,
+        power=power,
+    )
+    return keras.optimizers.SGD(schedule, momentum=momentum, weight_decay=weight_decay)
+
+
+def current_learning_rate(optimizer):
+    """The learning rate the optimizer uses at its current step, as a Python float."""
+    rate = optimizer.learning_rate
+    return float(np.asarray(keras.ops.convert_to_numpy(rate)))
+
+
+def _write_json_atomically(path, data):
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(temporary, path)
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Wall-clock training time accumulated across resumed `fit` sessions (a JSON file).
+
+    The state file holds `train_seconds` (time up to the end of the last completed epoch, which
+    matches a per-epoch `BackupAndRestore` backup: a resumed run starts from that time),
+    `all_sessions_seconds` (the time of every session, partial epochs lost to interruptions
+    included), `sessions` (one record per session: start time, seconds, steps) and `finished`.
+    `logs["train_seconds"]` is added at every epoch end (for `CSVLogger`).
+
+    Args:
+        state_path: JSON file (created if absent).
+        clock: function returning seconds (tests inject a fake clock).
+    """
+
+    def __init__(self, state_path, clock=time.monotonic):
+        super().__init__()
+        self.state_path = Path(state_path)
+        self.clock = clock
+        self.state = self.read_state(self.state_path)
+        self._started = None
+        self._base_train = self._base_all = 0.0
+        self._start_step = 0
+
+    @staticmethod
+    def read_state(state_path):
+        """The state dict of `state_path` (defaults when the file does not exist)."""
+        state_path = Path(state_path)
+        state = {"train_seconds": 0.0, "all_sessions_seconds": 0.0, "sessions": [],
+                 "finished": False}
+        if state_path.exists():
+            state.update(json.loads(state_path.read_text()))
+        return state
+
+    def elapsed(self):
+        """Training seconds so far: the resumed total plus this session's time."""
+        if self._started is None:
+            return self.state["train_seconds"]
+        return self._base_train + (self.clock() - self._started)
+
+    def _step(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_begin(self, logs=None):
+        self.state = self.read_state(self.state_path)
+        self._base_train = float(self.state["train_seconds"])
+        self._base_all = float(self.state["all_sessions_seconds"])
+        self._started = self.clock()
+        self._start_step = self._step()
+        self.state["sessions"].append(
+            {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0,
+             "start_step": self._start_step, "end_step": self._start_step}
+        )
+        self.state["finished"] = False
+        self._save()
+
+    def _update(self):
+        session = self.clock() - self._started
+        self.state["all_sessions_seconds"] = self._base_all + session
+        self.state["sessions"][-1]["seconds"] = session
+        self.state["sessions"][-1]["end_step"] = self._step()
+
+    def _save(self):
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(self.state_path, self.state)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state["train_seconds"] = self.elapsed()
+        self.state["epochs_done"] = epoch + 1
+        self.state["steps_done"] = self._step()
+        self._update()
+        self._save()
+        if logs is not None:
+            logs["train_seconds"] = self.state["train_seconds"]
+
+    def on_train_end(self, logs=None):
+        self._update()
+        self._save()
+        self._started = None
+
+    def mark_finished(self):
+        """Record that the run reached its last step."""
+        self.state = self.read_state(self.state_path)
+        self.state["finished"] = True
+        self._save()
+
+
+class TimedCheckpoint(keras.callbacks.Callback):
+    """Save the whole model (`.keras`) every `interval_seconds` of training, and at the end.
+
+    The file is written next to its destination and renamed (atomic on POSIX), so a crash
+    never leaves a half-written checkpoint. Loading it gives the model and its optimizer state.
+
+    Args:
+        filepath: destination, ending in `.keras`.
+        interval_seconds: time between saves (checked after every step).
+        save_at_end: also save when `fit` ends (finished or stopped).
+        clock: function returning seconds (tests inject a fake clock).
+    """
+
+    def __init__(self, filepath, interval_seconds=600, save_at_end=True, clock=time.monotonic):
+        super().__init__()
+        self.filepath = Path(filepath)
+        if self.filepath.suffix != ".keras":
+            raise ValueError(
+                f"`filepath` must end in .keras. Received: filepath={str(filepath)!r}"
+            )
+        if not interval_seconds > 0:
+            raise ValueError(
+                f"`interval_seconds` must be > 0. Received: interval_seconds={interval_seconds!r}"
+            )
+        self.interval_seconds = float(interval_seconds)
+        self.save_at_end = save_at_end
+        self.clock = clock
+        self.saves = 0
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        self._last = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.clock() - self._last >= self.interval_seconds:
+            self.save()
+
+    def on_train_end(self, logs=None):
+        if self.save_at_end:
+            self.save()
+
+    def save(self):
+        self.filepath.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.filepath.with_name(self.filepath.stem + ".partial.keras")
+        self.model.save(temporary)
+        os.replace(temporary, self.filepath)
+        self.saves += 1
+        self._last = self.clock()
+
+
+class ProgressCSVLogger(keras.callbacks.Callback):
+    """Append a CSV row every `every` optimizer steps (or at every epoch end): step, epoch,
+    train_seconds, learning_rate and the logs (batch end: running means over the epoch).
+
+    Unlike `keras.callbacks.CSVLogger`, no `val_*` columns are invented, and the training time
+    comes from a `TrainingClock`, so rows continue across resumed sessions.
+
+    Args:
+        filepath: CSV file; the header is written when the file is new, rows are appended.
+        every: steps between rows, or "epoch".
+        clock: a `TrainingClock` for the `train_seconds` column (else seconds of this session).
+    """
+
+    def __init__(self, filepath, every=10, clock=None):
+        super().__init__()
+        if every != "epoch" and (
+            isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1
+        ):
+            raise ValueError(
+                f"`every` must be an integer >= 1 or 'epoch'. Received: every={every!r}"
+            )
+        self.filepath = Path(filepath)
+        self.every = every if every == "epoch" else int(every)
+        self.clock = clock
+        self._epoch = 0
+        self._keys = None
+        self._session_start = None
+
+    def on_train_begin(self, logs=None):
+        self._session_start = time.monotonic()
+        self._keys = None
+        if self.filepath.exists() and self.filepath.stat().st_size:
+            with self.filepath.open(newline="") as handle:
+                self._keys = next(csv.reader(handle), None)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if self.every != "epoch" and step % self.every == 0:
+            self._log(step, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every == "epoch":
+            self._log(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)), logs)
+
+    def _log(self, step, logs):
+        seconds = (
+            self.clock.elapsed() if self.clock is not None
+            else time.monotonic() - self._session_start
+        )
+        row = {
+            "step": step,
+            "epoch": self._epoch,
+            "train_seconds": round(seconds, 1),
+            "learning_rate": current_learning_rate(self.model.optimizer),
+        }
+        for key, value in (logs or {}).items():
+            row[key] = float(np.asarray(value))
+        self._write(row)
+
+    def _write(self, row):
+        new_file = self._keys is None
+        if new_file:
+            self._keys = list(row)
+            self.filepath.parent.mkdir(parents=True, exist_ok=True)
+        with self.filepath.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self._keys, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow({key: row.get(key, "") for key in self._keys})
+
+
+class GracefulStop(keras.callbacks.Callback):
+    """Stop `fit` cleanly: on a signal (SIGTERM, SIGINT) at the end of the current step, or at
+    the first epoch end after `budget_seconds` of this session.
+
+    Either way `fit` returns normally, so `on_train_end` callbacks run (final checkpoint, clock).
+    A second signal while stopping raises `KeyboardInterrupt` as usual. The previous signal
+    handlers are restored when `fit` ends.
+
+    Args:
+        budget_seconds: None (no budget) or seconds of training in this session.
+        signals: signals that request a stop (only installable from the main thread).
+        clock: function returning seconds.
+    """
+
+    def __init__(self, budget_seconds=None, signals=(signal.SIGTERM, signal.SIGINT),
+                 clock=time.monotonic):
+        super().__init__()
+        if budget_seconds is not None and not budget_seconds > 0:
+            raise ValueError(
+                f"`budget_seconds` must be None or > 0. Received: {budget_seconds!r}"
+            )
+        self.budget_seconds = budget_seconds
+        self.signals = tuple(signals)
+        self.clock = clock
+        self.reason = None
+        self._previous = {}
+        self._started = None
+
+    def _request_stop(self, signum, frame):
+        if self.reason is not None:
+            raise KeyboardInterrupt
+        self.reason = f"signal {signal.Signals(signum).name}"
+        print(f"\n{self.reason}: stopping after this step (send it again to abort)", flush=True)
+
+    def on_train_begin(self, logs=None):
+        self.reason = None
+        self._started = self.clock()
+        for signum in self.signals:
+            try:
+                self._previous[signum] = signal.signal(signum, self._request_stop)
+            except ValueError:  # not the main thread: no signal handling
+                break
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.reason is not None and self.reason.startswith("signal"):
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.budget_seconds is not None and self.clock() - self._started >= self.budget_seconds:
+            self.reason = self.reason or f"time budget of {self.budget_seconds:.0f} s spent"
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+def epochs_for(total_steps, steps_per_epoch):
+    """Number of epochs of `steps_per_epoch` steps covering `total_steps` (rounded up)."""
+    return math.ceil(total_steps / steps_per_epoch)
