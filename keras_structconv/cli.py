@@ -251,10 +251,38 @@ def run_segment(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# explain
+
+
+def _add_explain_parser(subparsers):
+    parser = subparsers.add_parser(
+        "explain",
+        help="draw the TreeConv2D explanation maps of a .keras model for an image",
+    )
+    parser.add_argument("model", help="a .keras model holding TreeConv2D layers")
+    parser.add_argument("image", help="an image file (fed as 0-255 RGB)")
+    parser.add_argument("-o", "--output", default="explain.png", help="figure to write")
+    parser.add_argument("--layer", default=None, help="TreeConv2D layer name (default: the last)")
+    parser.set_defaults(handler=run_explain)
+
+
+def run_explain(args) -> int:
+    from keras_structconv import viz
+
+    print(f"wrote {viz.explain_main(args.model, args.image, args.output, layer=args.layer)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 # Parser and entry point
 
-SUBCOMMANDS = (_add_demo_parser, add_quadtree_stats_parser, _add_aog_draw_parser)
-SUBCOMMANDS += (_add_segment_parser,)
+SUBCOMMANDS = (
+    _add_demo_parser,
+    add_quadtree_stats_parser,
+    _add_aog_draw_parser,
+    _add_explain_parser,
+    _add_segment_parser,
+)
 
 
 def _positive_int(text):
