@@ -26,4 +26,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run --all
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check keras_structconv tests benchmarks zoo tuning
+	$(VENV)/bin/ruff check keras_structconv tests benchmarks zoo

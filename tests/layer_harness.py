@@ -208,7 +208,7 @@ def check_keras_save_load(case, tmp_path, fresh_process=True):
 
 
 def check_export(case, tmp_path):
-    """`model.export()` + `TFSMLayer(dtype="float32")` equal, with `None` spatial dims if allowed."""
+    """`model.export()` + `TFSMLayer(dtype="float32")` equal, `None` spatial dims if allowed."""
     spatial = (None, None) if case.none_spatial else None
     model = _single_layer_model(case, case.factory(), spatial=spatial)
     path = str(Path(tmp_path) / "exported")

@@ -51,3 +51,43 @@ __all__ = [
     "run_quadtree_stats",
     "tpyramid_labels",
 ]
+
+from keras_structconv.quadtree.assemble import assemble_prediction  # noqa: E402
+from keras_structconv.quadtree.decoder import (  # noqa: E402
+    QuadtreeDecoder,
+    SparseResidualUnit,
+    composite_masks_from_labels,
+    sparse_level_labels,
+)
+from keras_structconv.quadtree.sparse import (  # noqa: E402
+    SparseBatchNormalization,
+    SparseDenseAdd,
+    SparseUpsampling2D,
+    SubmanifoldConv2D,
+    check_sparse_map,
+    densify,
+    gather_dense,
+    neighbour_table,
+    sparsify,
+    upsample_features,
+    upsample_indices,
+)
+
+__all__ += [
+    "QuadtreeDecoder",
+    "SparseBatchNormalization",
+    "SparseDenseAdd",
+    "SparseResidualUnit",
+    "SparseUpsampling2D",
+    "SubmanifoldConv2D",
+    "assemble_prediction",
+    "check_sparse_map",
+    "composite_masks_from_labels",
+    "densify",
+    "gather_dense",
+    "neighbour_table",
+    "sparse_level_labels",
+    "sparsify",
+    "upsample_features",
+    "upsample_indices",
+]
