@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Test processes (pytest-xdist); a test file stays on one worker so module fixtures build once.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench lint
 
@@ -20,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/structconv demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --all

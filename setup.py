@@ -26,6 +26,6 @@ setup(
         "pillow",
         "matplotlib",
     ],
-    extras_require={"dev": ["pytest", "ruff", "hypothesis"]},
+    extras_require={"dev": ["pytest", "pytest-xdist", "ruff", "hypothesis"]},
     entry_points={"console_scripts": ["structconv=keras_structconv.cli:main"]},
 )

@@ -103,17 +103,35 @@ class TrainingClock(keras.callbacks.Callback):
     matches a per-epoch `BackupAndRestore` backup: a resumed run starts from that time),
     `all_sessions_seconds` (the time of every session, partial epochs lost to interruptions
     included), `sessions` (one record per session: start time, seconds, steps) and `finished`.
-    `logs["train_seconds"]` is added at every epoch end (for `CSVLogger`).
+    `logs["train_seconds"]` is added at every epoch end (for `CSVLogger`). The session record is
+    also rewritten every `session_save_seconds` between epochs, so that a session killed without
+    warning (the end of a CI or notebook session) still counts to within that time.
 
     Args:
         state_path: JSON file (created if absent).
         clock: function returning seconds (tests inject a fake clock).
+        session_save_seconds: how often the session record is rewritten between epoch ends.
+
+    Example:
+
+    ```python
+    clock = TrainingClock("run/state.json")
+    model.fit(dataset, epochs=10, callbacks=[keras.callbacks.BackupAndRestore("run/backup"), clock])
+    print(TrainingClock.read_state("run/state.json")["train_seconds"])
+    ```
     """
 
-    def __init__(self, state_path, clock=time.monotonic):
+    def __init__(self, state_path, clock=time.monotonic, session_save_seconds=30.0):
         super().__init__()
+        if session_save_seconds <= 0:
+            raise ValueError(
+                "`session_save_seconds` must be positive. "
+                f"Received: session_save_seconds={session_save_seconds}"
+            )
         self.state_path = Path(state_path)
         self.clock = clock
+        self.session_save_seconds = session_save_seconds
+        self._last_session_save = None
         self.state = self.read_state(self.state_path)
         self._started = None
         self._base_train = self._base_all = 0.0
@@ -151,6 +169,11 @@ class TrainingClock(keras.callbacks.Callback):
         self.state["finished"] = False
         self._save()
 
+    def on_train_batch_end(self, batch, logs=None):
+        if self.clock() - self._last_session_save >= self.session_save_seconds:
+            self._update()
+            self._save()
+
     def _update(self):
         session = self.clock() - self._started
         self.state["all_sessions_seconds"] = self._base_all + session
@@ -158,6 +181,7 @@ class TrainingClock(keras.callbacks.Callback):
         self.state["sessions"][-1]["end_step"] = self._step()
 
     def _save(self):
+        self._last_session_save = self.clock()
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         _write_json_atomically(self.state_path, self.state)
 

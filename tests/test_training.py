@@ -74,6 +74,28 @@ def test_clock_accumulates_across_sessions_and_resumes_from_the_backup_time(tmp_
     assert json.loads(state_path.read_text())["finished"]
 
 
+def test_clock_records_a_session_killed_mid_epoch_to_within_its_save_interval(tmp_path):
+    state_path = tmp_path / "state.json"
+    clock = FakeClock()
+    callback = training.TrainingClock(state_path, clock=clock, session_save_seconds=25)
+    seen = []
+
+    class AdvanceAndRead(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            clock.now += 10.0  # 10 s per step
+            # What a process killed right after this step would leave behind (read after the
+            # clock's own batch-end hook, which runs later in the list: so one step behind).
+            seen.append(json.loads(state_path.read_text())["sessions"][-1]["seconds"])
+
+    model = tiny_model()
+    model.fit(*DATA, batch_size=1, epochs=1, verbose=0, callbacks=[AdvanceAndRead(), callback])
+    # Rewritten after steps 3 and 6 (30 s and 60 s); read one step later each time.
+    assert seen == [0.0, 0.0, 0.0, 30.0, 30.0, 30.0, 60.0, 60.0]
+    assert json.loads(state_path.read_text())["all_sessions_seconds"] == 80.0
+    with pytest.raises(ValueError, match=r"Received: session_save_seconds=0"):
+        training.TrainingClock(state_path, session_save_seconds=0)
+
+
 def test_timed_checkpoint_saves_by_time_atomically(tmp_path):
     clock = FakeClock()
     path = tmp_path / "ckpt.keras"
