@@ -5,6 +5,7 @@ No assertion here depends on real timings.
 
 import functools
 import math
+import os
 import statistics
 
 import pytest
@@ -182,9 +183,9 @@ def test_lock_is_exclusive_and_released(tmp_path):
         assert "pid" in lock.read_text()
         with pytest.raises(runner.LockHeld, match="--wait"):
             with runner.exclusive_lock(lock):
-                pass
+                pytest.fail("a second holder entered a held lock")
     with runner.exclusive_lock(lock):  # released after the first block
-        pass
+        assert str(os.getpid()) in lock.read_text()
 
 
 def test_command_line_refuses_while_locked_and_records(fake_cases, tmp_path, capsys, monkeypatch):

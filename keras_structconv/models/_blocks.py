@@ -88,6 +88,19 @@ def batch_norm(x, name):
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
 
 
+def imagenet_stem(image):
+    """torchvision's ResNet stem: 7×7/2 conv (64) + BN + ReLU + 3×3/2 max-pool (stride 4 in all)."""
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(image)
+    x = keras.layers.Conv2D(
+        64, 7, strides=2, use_bias=False, kernel_initializer=conv_initializer(), name="conv1_conv"
+    )(x)
+    x = batch_norm(x, "conv1_bn")
+    x = keras.layers.ReLU(name="conv1_relu")(x)
+    # After a ReLU, zero padding acts like PyTorch's -inf padding of the max-pool.
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+
 def _named(layer, name):
     """A factory's layer gets the name of the layer it stands for."""
     if not isinstance(layer, keras.layers.Layer):
@@ -220,3 +233,30 @@ class OptionAShortcut(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+def conv_variant(vanilla, name, make_conv, conv_defaults, doc):
+    """The builder `vanilla` with its 3×3 convolutions made by `make_conv(**conv_args)`.
+
+    The PS- and Tree- builders are all this: the returned builder takes `vanilla`'s keyword
+    arguments except `conv`, plus the `conv_defaults` arguments (e.g. `{"depth": 3}`), which it
+    passes to `make_conv` to get the `conv` factory.
+
+    Args:
+        vanilla: one of our builders (taking `conv=` and `name=`).
+        name: the default model name.
+        make_conv: `make_conv(**conv_args) -> conv factory`.
+        conv_defaults: `{argument: default}` of the arguments that go to `make_conv`.
+        doc: the builder's docstring.
+    """
+
+    def builder(*, name=name, **kwargs):
+        if kwargs.get("conv") is not None:
+            raise ValueError(
+                f"{builder.__name__} sets `conv` itself. Received: conv={kwargs['conv']!r}"
+            )
+        conv_args = {key: kwargs.pop(key, default) for key, default in conv_defaults.items()}
+        return vanilla(conv=make_conv(**conv_args), name=name, **kwargs)
+
+    builder.__doc__ = doc
+    return builder

@@ -13,7 +13,8 @@ Architecture. A stem, then stages of `AOGBlock`s (`keras_structconv.layers.AOGBl
   with a transition conv1x1 (in -> in) BN-ReLU + 2x2 average pool stride 2; blocks never stride.
 - Within a stage, `step = (out - in) // blocks` rounded to the nearer multiple of N (the lower
   one on a tie); block j outputs `in + (j + 1) * step` channels, the last block exactly `out`.
-- Head: global average pooling + Dense(classes).
+- Head: global average pooling + Dense(classes), initialised as PyTorch's `nn.Linear` (the
+  release's classifier).
 
 All BatchNorms use `momentum=0.9, epsilon=1e-5`; convolutions have no bias (the classifier has)
 and are initialised He-normal with fan_out like the release.
@@ -30,7 +31,8 @@ No pretrained weights exist for these Keras models (and this library never downl
 
 import keras
 
-from keras_structconv.layers.aog_block import BN_EPSILON, BN_MOMENTUM, AOGBlock
+from keras_structconv.layers.aog_block import AOGBlock
+from keras_structconv.models import _blocks
 
 
 def stage_widths(in_channels, out_channels, num_blocks, num_primitives):
@@ -43,13 +45,6 @@ def stage_widths(in_channels, out_channels, num_blocks, num_primitives):
     return widths
 
 
-def conv_initializer():
-    """He-normal with fan_out, as the release (PyTorch `kaiming_normal_(mode="fan_out")`)."""
-    return keras.initializers.VarianceScaling(
-        2.0, mode="fan_out", distribution="untruncated_normal"
-    )
-
-
 def _conv_bn_relu(x, filters, kernel_size, name, strides=1, kernel_regularizer=None):
     if strides > 1:
         # PyTorch-style symmetric padding (the release pads 1 on every side).
@@ -59,12 +54,10 @@ def _conv_bn_relu(x, filters, kernel_size, name, strides=1, kernel_regularizer=N
         padding = "same"
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-        kernel_initializer=conv_initializer(), kernel_regularizer=kernel_regularizer,
+        kernel_initializer=_blocks.conv_initializer(), kernel_regularizer=kernel_regularizer,
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn"
-    )(x)
+    x = _blocks.batch_norm(x, f"{name}_bn")
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -75,20 +68,6 @@ def _check_lengths(num_stages, **lists):
                 f"`{name}` needs one entry per stage ({num_stages} = len(filters) - 1). "
                 f"Received: {name}={list(values)}"
             )
-
-
-def _model_input(input_tensor, input_shape, include_top, default_size):
-    if input_shape is None:
-        input_shape = (default_size, default_size, 3) if include_top else (None, None, 3)
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
-        )
-    if input_tensor is None:
-        return keras.Input(shape=input_shape)
-    if not keras.backend.is_keras_tensor(input_tensor):
-        return keras.Input(tensor=input_tensor, shape=input_shape)
-    return input_tensor
 
 
 def AOGNet(
@@ -135,15 +114,10 @@ def AOGNet(
     Returns:
         A functional `keras.Model`.
     """
-    if weights is not None:
-        raise ValueError(
-            "`weights` must be None: there are no pretrained AOGNet weights for Keras and this "
-            f"library downloads nothing (no network). Received: weights={weights!r}"
-        )
+    _blocks.check_weights(weights)
     if stem not in ("imagenet", "cifar"):
         raise ValueError(f"`stem` must be 'imagenet' or 'cifar'. Received: stem={stem!r}")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    _blocks.check_head(include_top, pooling, classes)
     num_stages = len(filters) - 1
     drop_rates = [0.0] * num_stages if drop_rates is None else list(drop_rates)
     _check_lengths(
@@ -153,7 +127,9 @@ def AOGNet(
         prune_modes=prune_modes,
         drop_rates=drop_rates,
     )
-    inputs = _model_input(input_tensor, input_shape, include_top, 224 if stem == "imagenet" else 32)
+    size = 224 if stem == "imagenet" else 32
+    default_shape = (size, size, 3) if include_top else (None, None, 3)
+    inputs, model_inputs = _blocks.model_input(input_tensor, input_shape, default_shape)
 
     if stem == "imagenet":
         x = _conv_bn_relu(inputs, filters[0] // 2, 3, "stem1", 2, kernel_regularizer)
@@ -178,38 +154,45 @@ def AOGNet(
                 prune=prune_modes[stage],
                 lateral=lateral,
                 drop_rate=drop_rates[stage],
-                kernel_initializer=conv_initializer(),
+                kernel_initializer=_blocks.conv_initializer(),
                 kernel_regularizer=kernel_regularizer,
                 name=f"stage{stage}_block{index}",
             )(x)
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-
-    model_inputs = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor)
+    x = _blocks.classifier_head(x, include_top, pooling, classes, classifier_activation)
     return keras.Model(model_inputs, x, name=name)
 
 
-def AOGNet12M(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="aognet12m",
-):
+# The released configurations (SPEC Appendix A); the rest of `AOGNet`'s arguments are free.
+AOGNET_12M = {
+    "filters": [32, 128, 256, 512, 824],
+    "num_primitives": [2, 2, 4, 4],
+    "blocks": [2, 2, 2, 1],
+    "prune_modes": [1, 2, 1, 2],
+    "drop_rates": [0.0, 0.0, 0.1, 0.1],
+    "stem": "imagenet",
+}
+AOGNET_40M = {**AOGNET_12M, "filters": [56, 224, 448, 896, 1400], "blocks": [2, 2, 3, 1]}
+AOGNET_CIFAR = {
+    "filters": [32, 64, 128, 248],
+    "num_primitives": [4, 4, 4],
+    "blocks": [1, 1, 1],
+    "prune_modes": [1, 2, 1],
+    "stem": "cifar",
+}
+
+
+def AOGNet12M(name="aognet12m", **kwargs):
     """AOGNet-12M for ImageNet: 12,259,099 trainable parameters with 1000 classes.
 
     filters `[32, 128, 256, 512, 824]`, N `[2, 2, 4, 4]`, blocks `[2, 2, 2, 1]`, pruning modes
-    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages. Arguments as
-    `keras.applications` (see `AOGNet`); `weights` must be None.
+    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages.
+
+    Args:
+        name: model name.
+        **kwargs: `AOGNet`'s other arguments, as in `keras.applications` (`include_top`,
+            `weights` (must be None), `input_tensor`, `input_shape`, `pooling`, `classes`,
+            `classifier_activation`), and `lateral`, `kernel_regularizer`.
 
     Example:
 
@@ -217,88 +200,42 @@ def AOGNet12M(
     >>> model.output_shape
     (None, 1000)
     """
-    return AOGNet(
-        filters=[32, 128, 256, 512, 824],
-        num_primitives=[2, 2, 4, 4],
-        blocks=[2, 2, 2, 1],
-        prune_modes=[1, 2, 1, 2],
-        drop_rates=[0.0, 0.0, 0.1, 0.1],
-        stem="imagenet",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
+    return AOGNet(**AOGNET_12M, name=name, **kwargs)
 
 
-def AOGNet40M(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="aognet40m",
-):
+def AOGNet40M(name="aognet40m", **kwargs):
     """AOGNet-40M for ImageNet: 40,153,004 trainable parameters with 1000 classes.
 
     filters `[56, 224, 448, 896, 1400]`, N `[2, 2, 4, 4]`, blocks `[2, 2, 3, 1]`, pruning modes
-    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages. Arguments as
-    `keras.applications` (see `AOGNet`); `weights` must be None.
+    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages. Arguments as `AOGNet12M`.
+
+    Example:
+
+    >>> model = AOGNet40M(include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    >>> model.output_shape
+    (None, 1400)
     """
-    return AOGNet(
-        filters=[56, 224, 448, 896, 1400],
-        num_primitives=[2, 2, 4, 4],
-        blocks=[2, 2, 3, 1],
-        prune_modes=[1, 2, 1, 2],
-        drop_rates=[0.0, 0.0, 0.1, 0.1],
-        stem="imagenet",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
+    return AOGNet(**AOGNET_40M, name=name, **kwargs)
 
 
-def AOGNetCIFAR(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    drop_rate=0.0,
-    name="aognet_cifar",
-):
+def AOGNetCIFAR(classes=10, drop_rate=0.0, name="aognet_cifar", **kwargs):
     """A small AOGNet for CIFAR: 812,695 trainable parameters with 100 classes.
 
     3x3 stem, three stages, N = 4, filters `[32, 64, 128, 248]`, blocks `[1, 1, 1]`, pruning modes
-    `[1, 2, 1]`, laterals; 32x32 inputs are pooled to 8x8 by the two transitions. Arguments as
-    `keras.applications` (see `AOGNet`); `drop_rate` applies to every block.
+    `[1, 2, 1]`, laterals; 32x32 inputs are pooled to 8x8 by the two transitions.
+
+    Args:
+        classes: number of classes of the classifier.
+        drop_rate: SpatialDropout rate inside every block.
+        name: model name.
+        **kwargs: `AOGNet`'s other arguments, as for `AOGNet12M`.
+
+    Example:
+
+    >>> model = AOGNetCIFAR(classes=100)
+    >>> model.output_shape
+    (None, 100)
     """
     return AOGNet(
-        filters=[32, 64, 128, 248],
-        num_primitives=[4, 4, 4],
-        blocks=[1, 1, 1],
-        prune_modes=[1, 2, 1],
-        drop_rates=[drop_rate] * 3,
-        stem="cifar",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
+        **AOGNET_CIFAR, drop_rates=[drop_rate] * 3, classes=classes, name=name, **kwargs
     )

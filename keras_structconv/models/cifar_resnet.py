@@ -35,15 +35,16 @@ def _cifar_resnet(
     stem_filters,
     stages,
     block,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
-    conv,
-    attention,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    conv=None,
+    attention=None,
     **block_kwargs,
 ):
     """`stages`: (filters, blocks, strides) per stage, named conv2, conv3, ..."""
@@ -74,7 +75,7 @@ def _he_cifar(name, depth, **kwargs):
 
 
 _ARGS_DOC = """
-    Args:
+    Args (keyword-only; the names and defaults of `keras.applications`):
         include_top: whether to end with global average pooling and a dense classifier.
         weights: must be None (no pretrained weights are shipped; nothing is downloaded).
         input_tensor: optional Keras tensor to build the model on.
@@ -92,121 +93,26 @@ _ARGS_DOC = """
 """
 
 
-def ResNet20(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnet20",
-):
-    return _he_cifar(
-        name,
-        20,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        conv=conv,
-        attention=attention,
-    )
+def ResNet20(*, name="resnet20", **kwargs):
+    return _he_cifar(name, 20, **kwargs)
 
 
-def ResNet56(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnet56",
-):
-    return _he_cifar(
-        name,
-        56,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        conv=conv,
-        attention=attention,
-    )
+def ResNet56(*, name="resnet56", **kwargs):
+    return _he_cifar(name, 56, **kwargs)
 
 
-_WIDE_STAGES = (64, 128, 256, 512)
-_WIDE_STRIDES = (1, 2, 2, 2)
+def _wide_stages(blocks_per_stage):
+    """(filters, blocks, strides) of the TAM paper's CIFAR ResNets' four stages."""
+    return tuple(zip((64, 128, 256, 512), blocks_per_stage, (1, 2, 2, 2), strict=True))
 
 
-def CifarResNet18(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="cifar_resnet18",
-):
-    stages = tuple(zip(_WIDE_STAGES, (2, 2, 2, 2), _WIDE_STRIDES, strict=True))
+def CifarResNet18(*, name="cifar_resnet18", **kwargs):
+    return _cifar_resnet(name, 64, _wide_stages((2, 2, 2, 2)), _blocks.basic_block, **kwargs)
+
+
+def CifarResNet50(*, name="cifar_resnet50", **kwargs):
     return _cifar_resnet(
-        name,
-        64,
-        stages,
-        _blocks.basic_block,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        conv,
-        attention,
-    )
-
-
-def CifarResNet50(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="cifar_resnet50",
-):
-    stages = tuple(zip(_WIDE_STAGES, (3, 4, 6, 3), _WIDE_STRIDES, strict=True))
-    return _cifar_resnet(
-        name,
-        64,
-        stages,
-        _blocks.bottleneck_block,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        conv,
-        attention,
+        name, 64, _wide_stages((3, 4, 6, 3)), _blocks.bottleneck_block, **kwargs
     )
 
 

@@ -25,10 +25,8 @@ model = keras_structconv.models.PSResNet50(input_shape=(224, 224, 3), classes=10
 ```
 """
 
-import functools
-
 from keras_structconv.layers.ps_conv import psconv_factory
-from keras_structconv.models import cifar_resnet, resnet, resnext
+from keras_structconv.models import _blocks, cifar_resnet, resnet, resnext
 
 __all__ = [
     "PSResNeXt29_16x64d",
@@ -44,29 +42,24 @@ __all__ = [
 
 def _ps_variant(vanilla, name, what):
     """The builder `vanilla` with `conv=psconv_factory(cyclic_interval, dilation_pattern)`."""
-
-    @functools.wraps(vanilla)
-    def builder(*args, cyclic_interval=4, dilation_pattern=None, name=name, **kwargs):
-        if kwargs.get("conv") is not None:
-            raise ValueError(
-                f"{builder.__name__} sets `conv` itself (PSConv2D). "
-                f"Received: conv={kwargs['conv']!r}"
-            )
-        kwargs["conv"] = psconv_factory(cyclic_interval, dilation_pattern)
-        return vanilla(*args, name=name, **kwargs)
-
-    del builder.__wrapped__  # the signature is this wrapper's, not the vanilla builder's
-    builder.__name__ = builder.__qualname__ = "PS" + vanilla.__name__
-    builder.__doc__ = (
-        f"{what}: `{vanilla.__name__}` with PSConv2D 3×3 convolutions.\n\n"
-        "    Args: those of `keras_structconv.models."
-        f"{vanilla.__name__}` (except `conv`), plus\n"
-        "        cyclic_interval: t, the length of the dilation cycle (default 4).\n"
-        "        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise\n"
-        "            slot 1 dilated by 2 and the others by 1 (the paper's Table 3).\n\n"
-        "    Returns:\n"
-        "        A functional `keras.Model` with the vanilla model's parameter count.\n"
+    builder = _blocks.conv_variant(
+        vanilla,
+        name,
+        psconv_factory,
+        {"cyclic_interval": 4, "dilation_pattern": None},
+        doc=(
+            f"{what}: `{vanilla.__name__}` with PSConv2D 3×3 convolutions.\n\n"
+            "    Args (keyword-only): those of `keras_structconv.models."
+            f"{vanilla.__name__}` (except `conv`), plus\n"
+            "        cyclic_interval: t, the length of the dilation cycle (default 4).\n"
+            "        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, "
+            "otherwise\n"
+            "            slot 1 dilated by 2 and the others by 1 (the paper's Table 3).\n\n"
+            "    Returns:\n"
+            "        A functional `keras.Model` with the vanilla model's parameter count.\n"
+        ),
     )
+    builder.__name__ = builder.__qualname__ = "PS" + vanilla.__name__
     return builder
 
 

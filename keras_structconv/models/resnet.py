@@ -37,35 +37,23 @@ def _resnet(
     name,
     block,
     blocks_per_stage,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
-    conv,
-    attention,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    conv=None,
+    attention=None,
 ):
     _blocks.check_weights(weights)
     _blocks.check_head(include_top, pooling, classes)
     default_shape = (224, 224, 3) if include_top else (None, None, 3)
     image, inputs = _blocks.model_input(input_tensor, input_shape, default_shape)
 
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(image)
-    x = keras.layers.Conv2D(
-        64,
-        7,
-        strides=2,
-        use_bias=False,
-        kernel_initializer=_blocks.conv_initializer(),
-        name="conv1_conv",
-    )(x)
-    x = _blocks.batch_norm(x, "conv1_bn")
-    x = keras.layers.ReLU(name="conv1_relu")(x)
-    # After a ReLU, zero padding acts like PyTorch's -inf padding of the max-pool.
-    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = _blocks.imagenet_stem(image)
 
     for stage, (filters, strides, blocks) in enumerate(
         zip(_STAGE_FILTERS, _STAGE_STRIDES, blocks_per_stage, strict=True)
@@ -85,7 +73,7 @@ def _resnet(
 
 
 _ARGS_DOC = """
-    Args:
+    Args (keyword-only; the names and defaults of `keras.applications`):
         include_top: whether to end with global average pooling and a dense classifier.
         weights: must be None (no pretrained weights are shipped; nothing is downloaded).
         input_tensor: optional Keras tensor to build the model on.
@@ -104,88 +92,16 @@ _ARGS_DOC = """
 """
 
 
-def ResNet18(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnet18",
-):
-    return _resnet(
-        name,
-        _blocks.basic_block,
-        (2, 2, 2, 2),
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        conv,
-        attention,
-    )
+def ResNet18(*, name="resnet18", **kwargs):
+    return _resnet(name, _blocks.basic_block, (2, 2, 2, 2), **kwargs)
 
 
-def ResNet50(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnet50",
-):
-    return _resnet(
-        name,
-        _blocks.bottleneck_block,
-        (3, 4, 6, 3),
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        conv,
-        attention,
-    )
+def ResNet50(*, name="resnet50", **kwargs):
+    return _resnet(name, _blocks.bottleneck_block, (3, 4, 6, 3), **kwargs)
 
 
-def ResNet101(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnet101",
-):
-    return _resnet(
-        name,
-        _blocks.bottleneck_block,
-        (3, 4, 23, 3),
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        conv,
-        attention,
-    )
+def ResNet101(*, name="resnet101", **kwargs):
+    return _resnet(name, _blocks.bottleneck_block, (3, 4, 23, 3), **kwargs)
 
 
 ResNet18.__doc__ = (

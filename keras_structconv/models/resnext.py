@@ -90,22 +90,15 @@ def _stage(x, stage, width, out_filters, blocks, strides, cardinality, conv, att
 
 
 def _imagenet_resnext(
-    name, blocks_per_stage, cardinality, base_width, include_top, weights, input_tensor,
-    input_shape, pooling, classes, classifier_activation, conv, attention,
+    name, blocks_per_stage, cardinality, base_width, *, include_top=True, weights=None,
+    input_tensor=None, input_shape=None, pooling=None, classes=1000,
+    classifier_activation="softmax", conv=None, attention=None,
 ):
     _blocks.check_weights(weights)
     _blocks.check_head(include_top, pooling, classes)
     default_shape = (224, 224, 3) if include_top else (None, None, 3)
     image, inputs = _blocks.model_input(input_tensor, input_shape, default_shape)
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(image)
-    x = keras.layers.Conv2D(
-        64, 7, strides=2, use_bias=False, kernel_initializer=_blocks.conv_initializer(),
-        name="conv1_conv",
-    )(x)
-    x = _blocks.batch_norm(x, "conv1_bn")
-    x = keras.layers.ReLU(name="conv1_relu")(x)
-    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = _blocks.imagenet_stem(image)
     for stage, (planes, blocks, strides) in enumerate(
         zip((64, 128, 256, 512), blocks_per_stage, (1, 2, 2, 2), strict=True)
     ):
@@ -116,8 +109,9 @@ def _imagenet_resnext(
 
 
 def _cifar_resnext(
-    name, cardinality, base_width, include_top, weights, input_tensor, input_shape, pooling,
-    classes, classifier_activation, conv, attention,
+    name, cardinality, base_width, *, include_top=True, weights=None, input_tensor=None,
+    input_shape=None, pooling=None, classes=10, classifier_activation="softmax", conv=None,
+    attention=None,
 ):
     _blocks.check_weights(weights)
     _blocks.check_head(include_top, pooling, classes)
@@ -131,7 +125,7 @@ def _cifar_resnext(
 
 
 _ARGS_DOC = """
-    Args:
+    Args (keyword-only; the names and defaults of `keras.applications`):
         include_top: whether to end with global average pooling and a dense classifier.
         weights: must be None (no pretrained weights are shipped; nothing is downloaded).
         input_tensor: optional Keras tensor to build the model on.
@@ -150,76 +144,20 @@ _ARGS_DOC = """
 """
 
 
-def ResNeXt50_32x4d(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnext50_32x4d",
-):
-    return _imagenet_resnext(
-        name, (3, 4, 6, 3), 32, 4, include_top, weights, input_tensor, input_shape, pooling,
-        classes, classifier_activation, conv, attention,
-    )
+def ResNeXt50_32x4d(*, name="resnext50_32x4d", **kwargs):
+    return _imagenet_resnext(name, (3, 4, 6, 3), 32, 4, **kwargs)
 
 
-def ResNeXt101_32x4d(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnext101_32x4d",
-):
-    return _imagenet_resnext(
-        name, (3, 4, 23, 3), 32, 4, include_top, weights, input_tensor, input_shape, pooling,
-        classes, classifier_activation, conv, attention,
-    )
+def ResNeXt101_32x4d(*, name="resnext101_32x4d", **kwargs):
+    return _imagenet_resnext(name, (3, 4, 23, 3), 32, 4, **kwargs)
 
 
-def ResNeXt29_8x64d(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnext29_8x64d",
-):
-    return _cifar_resnext(
-        name, 8, 64, include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, conv, attention,
-    )
+def ResNeXt29_8x64d(*, name="resnext29_8x64d", **kwargs):
+    return _cifar_resnext(name, 8, 64, **kwargs)
 
 
-def ResNeXt29_16x64d(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    name="resnext29_16x64d",
-):
-    return _cifar_resnext(
-        name, 16, 64, include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, conv, attention,
-    )
+def ResNeXt29_16x64d(*, name="resnext29_16x64d", **kwargs):
+    return _cifar_resnext(name, 16, 64, **kwargs)
 
 
 ResNeXt50_32x4d.__doc__ = (

@@ -67,87 +67,52 @@ def add_tree_attention(model, group_size=2, return_report=False, **kwargs):
     )
 
 
-def _renamed(model, name):
-    """`model` under another name (a functional model's name is set at construction)."""
+def _with_tree_attention(application, name, group_size, application_kwargs):
+    """`application(**application_kwargs)` (a `keras.applications` builder; `weights` defaults
+    to None here, since nothing can be downloaded) with TreeAttention on its residual branches,
+    renamed `name` (a functional model's name is set at construction)."""
+    base = application(**{"weights": None, **application_kwargs})
+    model = add_tree_attention(base, group_size)
     return keras.Model(model.inputs, model.outputs, name=name)
 
 
-def TAMResNet50(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    group_size=2,
-    name="tam_resnet50",
-):
-    """`keras.applications.ResNet50` with a TreeAttention module on each of its 16 residual
-    branches (after the block's last BatchNorm, before the add). Arguments as ResNet50's, plus
-    `group_size`."""
-    base = keras.applications.ResNet50(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-    )
-    return _renamed(add_tree_attention(base, group_size), name)
+_APPLICATION_ARGS = """
+    Args:
+        group_size: TreeAttention's group size g.
+        name: model name.
+        **kwargs: the `keras.applications` builder's arguments (`include_top`, `weights`,
+            `input_tensor`, `input_shape`, `pooling`, `classes`, `classifier_activation`, ...);
+            `weights` defaults to None (ImageNet weights need a download; a local weights file
+            is loaded into the vanilla model before the modules are added).
+"""
 
 
-def TAMEfficientNetB0(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    group_size=2,
-    name="tam_efficientnetb0",
-):
-    """`keras.applications.EfficientNetB0` with a TreeAttention module before each of its 9
-    residual adds (between the block's Dropout and the Add)."""
-    base = keras.applications.EfficientNetB0(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-    )
-    return _renamed(add_tree_attention(base, group_size), name)
+def TAMResNet50(group_size=2, name="tam_resnet50", **kwargs):
+    return _with_tree_attention(keras.applications.ResNet50, name, group_size, kwargs)
 
 
-def TAMMobileNetV2(
-    input_shape=None,
-    alpha=1.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    group_size=2,
-    name="tam_mobilenetv2",
-):
-    """`keras.applications.MobileNetV2` with a TreeAttention module before each of its 10
-    residual adds (after the block's projection BatchNorm)."""
-    base = keras.applications.MobileNetV2(
-        input_shape=input_shape,
-        alpha=alpha,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-    )
-    return _renamed(add_tree_attention(base, group_size), name)
+def TAMEfficientNetB0(group_size=2, name="tam_efficientnetb0", **kwargs):
+    return _with_tree_attention(keras.applications.EfficientNetB0, name, group_size, kwargs)
+
+
+def TAMMobileNetV2(group_size=2, name="tam_mobilenetv2", **kwargs):
+    return _with_tree_attention(keras.applications.MobileNetV2, name, group_size, kwargs)
+
+
+TAMResNet50.__doc__ = (
+    "`keras.applications.ResNet50` with a TreeAttention module on each of its 16 residual\n"
+    "    branches (after the block's last BatchNorm, before the add).\n" + _APPLICATION_ARGS
+    + "\n    Example:\n\n    >>> TAMResNet50(input_shape=(64, 64, 3), classes=10).output_shape"
+    "\n    (None, 10)\n"
+)
+TAMEfficientNetB0.__doc__ = (
+    "`keras.applications.EfficientNetB0` with a TreeAttention module before each of its 9\n"
+    "    residual adds (between the block's Dropout and the Add).\n" + _APPLICATION_ARGS
+)
+TAMMobileNetV2.__doc__ = (
+    "`keras.applications.MobileNetV2` with a TreeAttention module before each of its 10\n"
+    "    residual adds (after the block's projection BatchNorm).\n" + _APPLICATION_ARGS
+)
 
 
 def TAMCifarResNet18(group_size=2, name="tam_cifar_resnet18", **kwargs):

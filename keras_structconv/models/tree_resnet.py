@@ -32,7 +32,7 @@ maps = model.get_layer("conv5_block3_2_conv").explain(features)  # see keras_str
 import keras
 
 from keras_structconv.layers.tree_conv import treeconv_factory
-from keras_structconv.models import cifar_resnet, resnet
+from keras_structconv.models import _blocks, cifar_resnet, resnet
 
 __all__ = [
     "TreeCifarResNet18",
@@ -46,46 +46,20 @@ __all__ = [
 ]
 
 
-def _tree(builder, default_name):
-    def build(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=None,
-        classifier_activation="softmax",
-        depth=3,
-        variant="paper",
-        fuse=False,
-        attention=None,
-        name=default_name,
-    ):
-        kwargs = {} if classes is None else {"classes": classes}
-        return builder(
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classifier_activation=classifier_activation,
-            conv=treeconv_factory(depth=depth, variant=variant, fuse=fuse),
-            attention=attention,
-            name=name,
-            **kwargs,
-        )
-
-    base = builder.__doc__.split("\n")[0]
-    build.__name__ = build.__qualname__ = "Tree" + builder.__name__.replace("Tree", "")
-    build.__doc__ = f"""Tree variant of `{builder.__name__}`: {base}
+def _tree(vanilla, name):
+    """The builder `vanilla` with `conv=treeconv_factory(depth, variant, fuse)`."""
+    build = _blocks.conv_variant(
+        vanilla,
+        name,
+        treeconv_factory,
+        {"depth": 3, "variant": "paper", "fuse": False},
+        doc=f"""Tree variant of `{vanilla.__name__}`: {vanilla.__doc__.split(chr(10))[0]}
 
     Every 3×3 convolution the builder's `conv` factory receives (all but the stem) is a
     `TreeConv2D(depth=depth, variant=variant, fuse=fuse)`.
 
-    Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, attention, name: as `{builder.__name__}` (`classes` defaults to
-            the builder's default).
+    Args (keyword-only): those of `keras_structconv.models.{vanilla.__name__}` (except `conv`),
+    plus
         depth: tree depth of every TreeConv2D (1..5, default 3 as the paper).
         variant: "paper" (default) or "reference" (the authors' gated form; needs a static
             `input_shape` and channel-preserving 3×3 convolutions).
@@ -94,7 +68,9 @@ def _tree(builder, default_name):
 
     Returns:
         A functional `keras.Model`.
-    """
+    """,
+    )
+    build.__name__ = build.__qualname__ = "Tree" + vanilla.__name__
     return build
 
 

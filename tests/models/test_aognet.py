@@ -116,7 +116,11 @@ def test_applications_signature_without_top():
 @pytest.mark.parametrize(
     ("builder", "kwargs", "match"),
     [
-        (AOGNet12M, {"weights": "imagenet"}, "`weights`.*no network.*Received: weights='imagenet'"),
+        (
+            AOGNet12M,
+            {"weights": "imagenet"},
+            "`weights`.*does not download.*Received: weights='imagenet'",
+        ),
         (AOGNetCIFAR, {"weights": "/tmp/w.h5"}, "Received: weights='/tmp/w.h5'"),
         (AOGNetCIFAR, {"include_top": False, "pooling": "sum"}, "Received: pooling='sum'"),
         (AOGNetCIFAR, {"input_shape": (32, 32)}, "Received: input_shape=\\(32, 32\\)"),

@@ -113,3 +113,4 @@ def test_convert_keras_resnet50v2(applications):
     ]
     x = np.random.default_rng(0).uniform(0, 255, (1, *SMALL)).astype("float32")
     assert np.all(np.isfinite(converted(x).numpy()))
+

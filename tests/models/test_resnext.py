@@ -79,9 +79,7 @@ def test_forward_and_one_training_step():
 
 def tiny_cifar_resnext():
     """A narrow CIFAR ResNeXt through the public builder's code path (8 groups of width 2)."""
-    return resnext._cifar_resnext(
-        "tiny", 8, 2, True, None, None, None, None, 10, "softmax", None, None
-    )
+    return resnext._cifar_resnext("tiny", 8, 2)
 
 
 def test_conv_factory_receives_grouped_templates():
