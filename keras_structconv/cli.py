@@ -22,16 +22,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_structconv import aog, datasets, models
+from keras_structconv import aog, demo
+from keras_structconv.demo import (
+    DEMO_BATCH_SIZE,
+    DEMO_EPOCHS,
+    DEMO_MIN_ACCURACY,
+    RELOAD_TOLERANCE,
+)
 from keras_structconv.quadtree.stats import add_quadtree_stats_parser
-
-DEMO_EPOCHS = 10
-DEMO_BATCH_SIZE = 32
-DEMO_PEAK_LR = 0.1
-DEMO_MIN_ACCURACY = 0.35
-# Largest |difference| of the softmax outputs tolerated between the trained model and a reload.
-RELOAD_TOLERANCE = 1e-4
-
 
 # --------------------------------------------------------------------------------------------------
 # demo
@@ -85,106 +83,30 @@ def run_demo(args) -> int:
     """Trains, evaluates, saves, reloads and compares; returns the exit status."""
     started = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = _demo_data(args.limit, args.seed)
+    (x_train, y_train), (x_test, y_test) = demo.demo_data(args.limit, args.seed)
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="structconv-demo-"))
     output_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"Training ResNet-20 on {len(x_train)} embedded CIFAR-10 images for {args.epochs} "
         f"epoch(s), batch {args.batch_size}, seed {args.seed}; output: {output_dir}"
     )
-    model = train_demo_model(x_train, y_train, args.epochs, args.batch_size, args.seed)
-    test_images = _standardized(x_test)
+    model = demo.train_demo_model(x_train, y_train, args.epochs, args.batch_size, args.seed)
+    test_images = demo.standardized(x_test)
     probabilities = model.predict(test_images, batch_size=250, verbose=0)
     accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
     print(f"Test accuracy on {len(y_test)} embedded test images: {accuracy:.1%} (chance: 10%)")
 
-    keras_path, export_path = save_demo_model(model, output_dir)
+    keras_path, export_path = demo.save_demo_model(model, output_dir)
     print(f"Saved {keras_path} and the SavedModel {export_path}")
-    differences = reload_differences(probabilities, test_images, keras_path, export_path)
+    differences = demo.reload_differences(probabilities, test_images, keras_path, export_path)
     for name, difference in differences.items():
         verdict = "OK" if difference <= RELOAD_TOLERANCE else f"MISMATCH (> {RELOAD_TOLERANCE:g})"
         print(f"Reloaded {name}: max abs diff of the outputs {difference:.3g}: {verdict}")
     if accuracy < args.min_accuracy:
         print(f"Test accuracy {accuracy:.1%} is below --min-accuracy {args.min_accuracy:.1%}")
-    status = demo_status(accuracy, args.min_accuracy, differences)
+    status = demo.demo_status(accuracy, args.min_accuracy, differences)
     print(f"Demo {'passed' if status == 0 else 'FAILED'} in {time.perf_counter() - started:.0f} s")
     return status
-
-
-def train_demo_model(images, labels, epochs, batch_size, seed):
-    """ResNet-20 trained with the standard CIFAR augmentation (pad-4 crop, flip), progress bar."""
-    train = datasets.cifar10_dataset(
-        images, labels, batch_size=batch_size, augment=True, shuffle=True, seed=seed
-    )
-    model = models.ResNet20()
-    model.compile(
-        optimizer=demo_optimizer(epochs * len(train)),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
-    # The dataset reshuffles itself each epoch (seeded); fit must not try to.
-    model.fit(train, epochs=epochs, shuffle=False, verbose=1)
-    return model
-
-
-def demo_status(accuracy, min_accuracy, differences):
-    """Exit status: 0 when the accuracy reaches `min_accuracy` and every reload matches, else 1."""
-    reloads_match = all(d <= RELOAD_TOLERANCE for d in differences.values())
-    return 0 if accuracy >= min_accuracy and reloads_match else 1
-
-
-def _demo_data(limit, seed):
-    """The embedded sample; with `limit`, a seeded random subset of each split."""
-    splits = datasets.load_embedded_cifar10()
-    if limit is None:
-        return splits
-    rng = np.random.default_rng(seed)
-    subsets = []
-    for x, y in splits:
-        keep = np.sort(rng.permutation(len(x))[:limit])
-        subsets.append((x[keep], y[keep]))
-    return tuple(subsets)
-
-
-def _standardized(images):
-    """The test images through the same standardisation as training (no augmentation)."""
-    dataset = datasets.cifar10_dataset(images, np.zeros(len(images)), batch_size=len(images))
-    return np.concatenate([x.numpy() for x, _ in dataset])
-
-
-def demo_optimizer(total_steps):
-    """SGD (Nesterov momentum 0.9), linear warm-up over the first 10% of steps, cosine decay to 0.
-
-    The warm-up keeps the first steps from diverging at a peak rate high enough for so few epochs.
-    """
-    warmup = max(1, total_steps // 10)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, max(1, total_steps - warmup), warmup_target=DEMO_PEAK_LR, warmup_steps=warmup
-    )
-    return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-
-def save_demo_model(model, output_dir):
-    """Writes `resnet20_demo.keras` and the SavedModel folder `resnet20_demo_savedmodel`."""
-    keras_path = Path(output_dir) / "resnet20_demo.keras"
-    export_path = Path(output_dir) / "resnet20_demo_savedmodel"
-    model.save(keras_path)
-    model.export(str(export_path), verbose=False)
-    return keras_path, export_path
-
-
-def reload_differences(expected, images, keras_path, export_path):
-    """Max |expected - reloaded output| for the `.keras` file and the SavedModel, on `images`."""
-    reloaded = keras.models.load_model(keras_path)
-    from_keras = reloaded.predict(images, batch_size=250, verbose=0)
-    serving = keras.layers.TFSMLayer(str(export_path), call_endpoint="serve", dtype="float32")
-    from_savedmodel = np.concatenate(
-        [np.asarray(serving(images[i : i + 250])) for i in range(0, len(images), 250)]
-    )
-    return {
-        ".keras (keras.models.load_model)": float(np.max(np.abs(from_keras - expected))),
-        "SavedModel (keras.layers.TFSMLayer)": float(np.max(np.abs(from_savedmodel - expected))),
-    }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,14 +4,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_structconv import cli, datasets
+from keras_structconv import cli, datasets, demo
 
 
 def test_parser_defaults_and_errors():
     parser = cli.build_parser()
     args = parser.parse_args(["demo"])
     assert args.command == "demo" and args.handler is cli.run_demo
-    assert (args.epochs, args.batch_size, args.seed) == (cli.DEMO_EPOCHS, cli.DEMO_BATCH_SIZE, 0)
+    assert (args.epochs, args.batch_size, args.seed) == (demo.DEMO_EPOCHS, demo.DEMO_BATCH_SIZE, 0)
     assert args.output_dir is None and args.limit is None
     assert args.min_accuracy == pytest.approx(0.35)
     args = parser.parse_args(["demo", "--epochs", "3", "--output-dir", "out", "--limit", "8"])
@@ -19,13 +19,6 @@ def test_parser_defaults_and_errors():
     for bad in ([], ["nosuchcommand"], ["demo", "--epochs", "0"], ["demo", "--limit", "-1"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
-
-
-def test_demo_status():
-    match = {"a": 0.0, "b": cli.RELOAD_TOLERANCE}
-    assert cli.demo_status(0.40, 0.35, match) == 0
-    assert cli.demo_status(0.30, 0.35, match) == 1
-    assert cli.demo_status(0.90, 0.35, {"a": 0.0, "b": 10 * cli.RELOAD_TOLERANCE}) == 1
 
 
 def test_demo_end_to_end_and_reload_check_catches_changed_weights(tmp_path, capsys):
@@ -42,7 +35,7 @@ def test_demo_end_to_end_and_reload_check_catches_changed_weights(tmp_path, caps
     # The reload check compares real outputs: a .keras file with one changed weight must fail it
     # while the untouched SavedModel still matches.
     _, (x_test, _) = datasets.load_embedded_cifar10()
-    images = cli._standardized(x_test[:64])
+    images = demo.standardized(x_test[:64])
     model = keras.models.load_model(keras_path)
     expected = model.predict(images, verbose=0)
     classifier = model.layers[-1]
@@ -50,11 +43,11 @@ def test_demo_end_to_end_and_reload_check_catches_changed_weights(tmp_path, caps
     classifier.set_weights([kernel, bias + np.arange(bias.size, dtype=bias.dtype)])
     changed_path = tmp_path / "changed.keras"
     model.save(changed_path)
-    differences = cli.reload_differences(expected, images, changed_path, export_path)
+    differences = demo.reload_differences(expected, images, changed_path, export_path)
     keras_diff, savedmodel_diff = differences.values()
-    assert keras_diff > 100 * cli.RELOAD_TOLERANCE
-    assert savedmodel_diff <= cli.RELOAD_TOLERANCE
-    assert cli.demo_status(1.0, 0.35, differences) == 1
+    assert keras_diff > 100 * demo.RELOAD_TOLERANCE
+    assert savedmodel_diff <= demo.RELOAD_TOLERANCE
+    assert demo.demo_status(1.0, 0.35, differences) == 1
 
 
 def test_aog_draw_writes_the_grammar_and_prints_its_counts(tmp_path, capsys):
