@@ -544,19 +544,25 @@ def busy_warning(load, threshold=BUSY_LOAD) -> str | None:
 
 
 def environment() -> dict[str, str]:
-    """TensorFlow/Keras versions, thread settings and the code revision, as printable strings."""
-    import keras
-    import tensorflow as tf
+    """Versions, the CPU (model, AVX-512/AMX flags), oneDNN, threads and the code revision, as
+    printable strings: what decides the figures, recorded with every RESULTS.md block."""
+    from keras_structconv import runtime
 
-    intra = tf.config.threading.get_intra_op_parallelism_threads()
-    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    facts = runtime.runtime_facts()
+    flags = [flag for flag, present in facts["cpu_flags"].items() if present]
     env = {
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
+        "tensorflow": facts["tensorflow"],
+        "keras": facts["keras"],
+        "cpu": facts["cpu"],
+        "cpu_flags": " ".join(flags) or "none of interest",
+        "onednn": (
+            f"{'on' if facts['onednn'] else 'off'} "
+            f"(TF_ENABLE_ONEDNN_OPTS={facts['TF_ENABLE_ONEDNN_OPTS']})"
+        ),
         "cpus": str(os.cpu_count()),
-        "intra_op_threads": str(intra or f"default ({os.cpu_count()})"),
-        "inter_op_threads": str(inter or "default"),
+        "intra_op_threads": str(facts["intra_op_threads"] or f"default ({os.cpu_count()})"),
+        "inter_op_threads": str(facts["inter_op_threads"] or "default"),
         "revision": _git_revision(),
     }
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):

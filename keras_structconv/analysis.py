@@ -15,6 +15,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_structconv import _internals
 from keras_structconv.layers.tree_attention import TreeAttention
 
 __all__ = ["GateStatistics", "gate_statistics"]
@@ -86,7 +87,7 @@ def _contains_attention(layer):
 def _input_tensor(layer):
     """The tensor feeding `layer` in the enclosing model's graph (a nested model's `.input` is
     its own Input, not that tensor)."""
-    nodes = layer._inbound_nodes
+    nodes = _internals.inbound_nodes(layer)
     if len(nodes) != 1:
         raise ValueError(
             "Each TreeAttention module (and each nested model holding one) must be called once. "

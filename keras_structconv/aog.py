@@ -465,13 +465,3 @@ def build_grammar(num_primitives, prune=None, lateral=True):
     (23, 29)
     """
     return AOGGrammar(num_primitives, prune=prune, lateral=lateral)
-
-
-def draw_main(num_primitives, prune=None, lateral=True, output="aog.png", backend="auto"):
-    """Entry point of `structconv aog-draw N [--prune P] [--no-lateral] [-o FILE]`.
-
-    Builds the grammar, renders it to `output` and returns `(path, grammar)` so the CLI can print
-    where the file went and `repr(grammar)` (node and edge counts).
-    """
-    grammar = build_grammar(num_primitives, prune=prune, lateral=lateral)
-    return grammar.draw(output, backend=backend), grammar

@@ -20,8 +20,8 @@ support convolution replacement only (a Sequential model has no residual `Add`).
 Factories are plain callables, so the same factory works here and in our model builders:
 
 - `conv(old_conv) -> Layer`: `old_conv` is the original convolution layer (its config via
-  `get_config()`, its weights via `get_weights()`). A factory that sets the attribute
-  `folds_zero_padding = True` is called as `conv(old_conv, zero_padding=padding)` when the
+  `get_config()`, its weights via `get_weights()`). A `keras_structconv.layers.ConvFactory` with
+  `folds_zero_padding=True` is called as `conv(old_conv, zero_padding=padding)` when the
   convolution's only input is a `ZeroPadding2D` used by nothing else; `padding` is that layer's
   `((top, bottom), (left, right))` and the `ZeroPadding2D` is removed (Keras ResNet50V2 pads
   explicitly before its 'valid' stride-2 convolutions).
@@ -48,13 +48,17 @@ print(report)  # 16 attention modules, one per residual Add
 ```
 """
 
+from __future__ import annotations
+
 import dataclasses
 import warnings
+from collections.abc import Callable
 
 import keras
-from keras.src import tree
-from keras.src.models.functional import Functional, functional_like_constructor
-from keras.src.ops.numpy import Add as AddOperation
+
+from keras_structconv import _internals
+from keras_structconv._internals import AddOperation, Functional, functional_like_constructor
+from keras_structconv.layers.conv_factory import folds_zero_padding
 
 __all__ = ["ConvertReport", "InsertedAttention", "ReplacedConv", "SkippedAdd", "convert"]
 
@@ -142,14 +146,14 @@ class ConvertReport:
 
 
 def convert(
-    model,
-    conv=None,
-    attention=None,
-    select=None,
+    model: keras.Model,
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    select: Callable[[keras.layers.Layer], bool] | None = None,
     *,
-    copy_conv_weights=True,
-    return_report=False,
-):
+    copy_conv_weights: bool = True,
+    return_report: bool = False,
+) -> keras.Model | tuple[keras.Model, ConvertReport]:
     """Return a new model with replaced convolutions and/or attention before residual adds.
 
     Args:
@@ -254,10 +258,10 @@ def _weight_shapes(layer):
 
 def _producer(tensor):
     """The node that produced `tensor` (None for a graph entry point)."""
-    operation, node_index, _ = tensor._keras_history
+    operation, node_index, _ = _internals.keras_history(tensor)
     if operation is None:
         return None
-    return operation._inbound_nodes[node_index]
+    return _internals.inbound_nodes(operation)[node_index]
 
 
 def _producer_name(tensor):
@@ -309,7 +313,7 @@ class _Rewriter:
         return bool(self.select(layer))
 
     def _folds_padding(self):
-        return bool(getattr(self.conv, "folds_zero_padding", False))
+        return folds_zero_padding(self.conv)
 
     def _new_conv(self, old, prefix, padding_layer):
         kwargs = {} if padding_layer is None else {"zero_padding": padding_layer.padding}
@@ -375,10 +379,10 @@ class _Rewriter:
             reads = reads and not _is_feature_layer(layer)
             index += 1
 
-        functional = getattr(model, "_functional", None)  # set once the model is built
+        functional = _internals.sequential_graph(model)
         if functional is not None:
             source = functional.inputs[0]
-            input_layer = source._keras_history.operation
+            input_layer = _internals.keras_history(source)[0]
             new_layers.insert(
                 0, keras.Input(batch_shape=source.shape, dtype=source.dtype, name=input_layer.name)
             )
@@ -399,7 +403,7 @@ class _Rewriter:
 
         tensor_map = {}
         for old_input in model.inputs:
-            input_layer = old_input._keras_history.operation
+            input_layer = _internals.keras_history(old_input)[0]
             tensor_map[id(old_input)] = keras.Input(
                 batch_shape=old_input.shape,
                 dtype=old_input.dtype,
@@ -424,15 +428,20 @@ class _Rewriter:
                     operation, node, prefix, stem_flags, folded, copies
                 )
                 new_operations[id(operation)] = new_operation
-            args, kwargs = node.arguments.fill_in(tensor_map)
+            args, kwargs = _internals.node_call_arguments(node, tensor_map)
             if self.attention is not None and _is_add(node):
                 args = self._insert_attention(node, args, model_nodes, prefix, taken_names)
             outputs = new_operation(*args, **kwargs)
-            for old_output, new_output in zip(node.outputs, tree.flatten(outputs), strict=True):
+            new_outputs = keras.tree.flatten(outputs)
+            for old_output, new_output in zip(node.outputs, new_outputs, strict=True):
                 tensor_map[id(old_output)] = new_output
 
-        inputs = tree.map_structure(lambda t: tensor_map[id(t)], model._inputs_struct)
-        outputs = tree.map_structure(lambda t: tensor_map[id(t)], model._outputs_struct)
+        inputs = keras.tree.map_structure(
+            lambda t: tensor_map[id(t)], _internals.model_input_struct(model)
+        )
+        outputs = keras.tree.map_structure(
+            lambda t: tensor_map[id(t)], _internals.model_output_struct(model)
+        )
         new_model = self._functional_like(model, inputs, outputs)
         self._copy_weights(copies, prefix)
         if not model.trainable:
@@ -454,8 +463,9 @@ class _Rewriter:
     def _sorted_nodes(model):
         """The model's nodes, inputs first (Keras' own execution order)."""
         nodes = []
-        for depth in sorted(model._nodes_by_depth, reverse=True):
-            nodes.extend(model._nodes_by_depth[depth])
+        by_depth = _internals.nodes_by_depth(model)
+        for depth in sorted(by_depth, reverse=True):
+            nodes.extend(by_depth[depth])
         return nodes
 
     @staticmethod

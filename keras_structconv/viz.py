@@ -10,8 +10,9 @@ tree convolution of a Tree-ResNet-50 over the input image.
   for a batch of images, computed from the layer's actual input in the model.
 - `plot_explanation(image, maps)`: a matplotlib figure, the image then one panel per leaf with
   the map (upsampled to the image size, nearest) drawn over the image.
-- `explain_main(model_path, image_path, output)`: what `structconv explain MODEL IMAGE -o out.png`
-  runs: load a `.keras` model and an image file, save the figure.
+- `save_explanation_figure(model_path, image_path, output)`: what
+  `structconv explain MODEL IMAGE -o out.png` runs: load a `.keras` model and an image file,
+  save the figure.
 
 Figures are built with `matplotlib.figure.Figure` (no pyplot, no global backend change), so this
 works headless.
@@ -27,9 +28,10 @@ plot_explanation(images[0], maps[0], title=name).savefig("tree.png")
 
 import numpy as np
 
+from keras_structconv import _internals
 from keras_structconv.layers.tree_conv import TreeConv2D
 
-__all__ = ["explain_main", "explanation_maps", "plot_explanation", "tree_conv_layers"]
+__all__ = ["save_explanation_figure", "explanation_maps", "plot_explanation", "tree_conv_layers"]
 
 
 def tree_conv_layers(model):
@@ -60,7 +62,7 @@ def _call_input(layer):
     import keras
 
     if isinstance(layer, keras.Model):
-        nodes = layer._inbound_nodes
+        nodes = _internals.inbound_nodes(layer)
         if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
             raise ValueError(
                 f"A nested model holding the layer to explain must be called once on one "
@@ -195,9 +197,10 @@ def _load_image(image_path, model):
     return (array[..., None] if array.ndim == 2 else array)[None]
 
 
-def explain_main(model_path, image_path, output, layer=None):
-    """`structconv explain MODEL IMAGE -o OUTPUT [--layer NAME]`: draw the explanation maps of
-    a TreeConv2D of a saved model for one image and save the figure.
+def save_explanation_figure(model_path, image_path, output, layer=None):
+    """Draw the explanation maps of a TreeConv2D of a saved model for one image; save the figure.
+
+    `structconv explain MODEL IMAGE -o OUTPUT [--layer NAME]` calls this.
 
     The image is fed as the model's input: RGB (or L for one channel) pixel values in [0, 255],
     resized to the model's input size when it is static; a model that expects another scaling
@@ -227,8 +230,9 @@ def explain_main(model_path, image_path, output, layer=None):
 # --------------------------------------------------------------------------------------------
 # QGN segmentation: the prediction beside the quadtree leaves (`structconv segment`)
 #
-# `segment_main(model_path, image_path, output)` runs a saved `keras_structconv.models.QGN` on
-# an image file and draws the colour-coded prediction beside its quadtree: every pixel coloured
+# `save_segmentation_figure(model_path, image_path, output)` runs a saved
+# `keras_structconv.models.QGN` on an image file and draws the colour-coded prediction beside
+# its quadtree: every pixel coloured
 # by the level of the leaf cell it was predicted at (level l = cells of 2^l x 2^l pixels), with
 # the outlines of the leaf cells.
 
@@ -364,9 +368,10 @@ def _segmentation_input(image_path, input_shape):
     return pixels, standardised[None]
 
 
-def segment_main(model_path, image_path, output, propagation="pred"):
-    """`structconv segment MODEL IMAGE -o OUTPUT`: run a saved QGN on an image file and save the
-    prediction beside its quadtree leaves.
+def save_segmentation_figure(model_path, image_path, output, propagation="pred"):
+    """Run a saved QGN on an image file; save the prediction beside its quadtree leaves.
+
+    `structconv segment MODEL IMAGE -o OUTPUT` calls this.
 
     The image is standardised like the CamVid loader (ImageNet mean/std), padded at the
     bottom/right to the model's input size (shrunk first when larger), and the prediction is
@@ -423,5 +428,5 @@ __all__ += [
     "class_colors",
     "leaf_cell_edges",
     "plot_segmentation",
-    "segment_main",
+    "save_segmentation_figure",
 ]

@@ -3,8 +3,12 @@
 import os
 from pathlib import Path
 
-import keras
-import pytest
+# Allocator statistics in either oneDNN setting (TensorFlow's default CPU allocator keeps them
+# only with oneDNN on); must be set before TensorFlow is imported.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -108,7 +108,7 @@ def _assert_close(actual, expected, case, what):
     np.testing.assert_allclose(actual, expected, atol=case.atol, rtol=case.rtol, err_msg=what)
 
 
-def _forward_and_gradients(fn, x, variables, cotangent):
+def forward_and_gradients(fn, x, variables, cotangent):
     """Output of `fn(x)` and the gradients of <output, cotangent> w.r.t. x and `variables`."""
     x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
@@ -142,10 +142,10 @@ def check_reference(case):
     y = layer(x, training=False)
     cotangent = tf.constant(np.random.default_rng(1).standard_normal(y.shape), "float32")
     weights = layer.trainable_variables
-    y_layer, g_layer = _forward_and_gradients(
+    y_layer, g_layer = forward_and_gradients(
         lambda t: layer(t, training=False), x, weights, cotangent
     )
-    y_ref, g_ref = _forward_and_gradients(lambda t: case.reference(layer, t), x, weights, cotangent)
+    y_ref, g_ref = forward_and_gradients(lambda t: case.reference(layer, t), x, weights, cotangent)
     _assert_close(y_layer, y_ref, case, "forward vs reference")
     names = ["input"] + [w.path for w in weights]
     for name, a, b in zip(names, g_layer, g_ref, strict=True):

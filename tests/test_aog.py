@@ -7,7 +7,7 @@ import types
 import pytest
 
 from keras_structconv import aog
-from keras_structconv.aog import AND, OR, TERMINAL, build_grammar, draw_main
+from keras_structconv.aog import AND, OR, TERMINAL, build_grammar
 
 
 @pytest.fixture(autouse=True)
@@ -254,11 +254,3 @@ def test_draw_graphviz_requested_but_missing(tmp_path, monkeypatch):
         build_grammar(2).draw(tmp_path / "g.png", backend="graphviz")
     with pytest.raises(ValueError, match="Received: backend='svgwrite'"):
         build_grammar(2).draw(tmp_path / "g.png", backend="svgwrite")
-
-
-def test_draw_main_cli_hook(tmp_path, monkeypatch):
-    monkeypatch.setattr(aog, "graphviz_available", lambda: False)
-    path, grammar = draw_main(4, prune=1, output=tmp_path / "cli.png")
-    assert _is_png(path)
-    assert grammar.counts() == {"terminal": 8, "and": 5, "or": 8}
-    assert "8 terminal / 5 and / 8 or" in repr(grammar)

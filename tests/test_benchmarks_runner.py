@@ -232,3 +232,14 @@ def test_real_layers_and_models_run_through_tensorflow():
     assert not np.allclose(before, ours.get_weights()[0])
     row = bench.compare_inference("infer", ours, reference, (2, 4))
     assert row.mode == runner.INFERENCE and row.batch_size == 2
+
+
+def test_environment_records_the_cpu_and_the_onednn_setting():
+    from keras_structconv import _internals, runtime
+
+    env = runner.environment()
+    assert env["cpu"] == runtime.cpu_model()
+    assert env["onednn"].startswith("on" if _internals.onednn_enabled() else "off")
+    assert f"TF_ENABLE_ONEDNN_OPTS={_internals.onednn_setting()}" in env["onednn"]
+    present = [flag for flag, on in runtime.cpu_flags().items() if on]
+    assert env["cpu_flags"].split() == present or (not present and env["cpu_flags"])

@@ -1,5 +1,6 @@
 """keras_structconv.viz: explanation maps taken from the TreeConv2D's actual input in a model
-(also inside a nested model), the figure, and `explain_main` end to end (.keras + image file)."""
+(also inside a nested model), the figure, and `save_explanation_figure` end to end (.keras +
+image file)."""
 
 import keras
 import numpy as np
@@ -8,9 +9,9 @@ from PIL import Image
 
 from keras_structconv.layers import TreeConv2D
 from keras_structconv.viz import (
-    explain_main,
     explanation_maps,
     plot_explanation,
+    save_explanation_figure,
     tree_conv_layers,
 )
 
@@ -78,13 +79,14 @@ def test_figure_has_the_input_and_one_panel_per_leaf():
         plot_explanation(_images(1)[0], maps[..., 0])
 
 
-def test_explain_main_end_to_end(tmp_path):
+def test_save_explanation_figure_end_to_end(tmp_path):
     model = _tiny_model()
     model.save(tmp_path / "tiny.keras")
     image = np.random.default_rng(1).integers(0, 255, (40, 30, 3)).astype("uint8")
     Image.fromarray(image).save(tmp_path / "image.png")
-    out = explain_main(tmp_path / "tiny.keras", tmp_path / "image.png", tmp_path / "maps.png",
-                       layer="tree_a")
+    out = save_explanation_figure(
+        tmp_path / "tiny.keras", tmp_path / "image.png", tmp_path / "maps.png", layer="tree_a"
+    )
     assert out == str(tmp_path / "maps.png")
     with Image.open(out) as saved:
         assert saved.format == "PNG" and saved.size[0] > saved.size[1] > 100

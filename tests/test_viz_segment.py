@@ -52,7 +52,7 @@ def test_segment_command_on_a_saved_qgn(tmp_path, capsys):
     with Image.open(output) as drawn:
         assert drawn.size[0] > drawn.size[1] > 0
 
-    _, prediction = viz.segment_main(model_path, image_path, tmp_path / "again.png")
+    _, prediction = viz.save_segmentation_figure(model_path, image_path, tmp_path / "again.png")
     canvas = np.zeros((1, 32, 32, 3), "float32")
     canvas[0, :20, :28] = pixels
     standardised = (canvas / 255.0 - np.asarray(camvid.MEAN)) / np.asarray(camvid.STD)
@@ -60,4 +60,4 @@ def test_segment_command_on_a_saved_qgn(tmp_path, capsys):
     for key in ("classes", "levels"):
         np.testing.assert_array_equal(prediction[key], np.asarray(expected[key])[0, :20, :28])
     with pytest.raises(ValueError, match="'gt' scheme needs label maps"):
-        viz.segment_main(model_path, image_path, output, propagation="gt")
+        viz.save_segmentation_figure(model_path, image_path, output, propagation="gt")

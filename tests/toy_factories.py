@@ -10,6 +10,8 @@
 
 import keras
 
+from keras_structconv.layers.conv_factory import ConvFactory
+
 PACKAGE = "keras_structconv_tests"
 
 
@@ -76,15 +78,14 @@ def copy_conv(old_conv):
     return CopyConv2D.from_config(old_conv.get_config())
 
 
-class FoldingConv:
+class FoldingConv(ConvFactory):
     """A factory that asks for the ZeroPadding2D before a conv to be folded into it."""
 
-    folds_zero_padding = True
-
     def __init__(self):
-        self.folded_paddings = []
+        super().__init__(self._build, folds_zero_padding=True)
+        object.__setattr__(self, "folded_paddings", [])
 
-    def __call__(self, old_conv, zero_padding=((0, 0), (0, 0))):
+    def _build(self, old_conv, zero_padding=((0, 0), (0, 0))):
         self.folded_paddings.append(zero_padding)
         return ExplicitPadConv2D(zero_padding=zero_padding, **old_conv.get_config())
 

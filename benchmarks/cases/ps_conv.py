@@ -1,14 +1,20 @@
-"""PSConv2D benchmarks (issue 3): the layer against keras Conv2D, PS-ResNets against ResNets, and
-the layer against the authors' PyTorch module.
+"""PSConv2D benchmarks: the layer against keras Conv2D, PS-ResNets against ResNets, and the layer
+against the authors' PyTorch module. Run them under both oneDNN settings (TF_ENABLE_ONEDNN_OPTS=0
+and =1): the layer picks a different formulation in each (docs/design/ps_conv.md).
 
 - `psconv_layers`: PSConv2D vs Conv2D (3×3, 'same', no bias) at the four ResNet-50 stage shapes
-  64@56², 128@28², 256@14², 512@7², batch 8 and 32, forward and forward+backward. Target:
-  geometric-mean ratio <= 1.15 at batch 8 (<= 1.45 at 64@56²); FLOPs are equal.
+  64@56², 128@28², 256@14², 512@7², batch 8 and 32, forward and forward+backward. Targets at
+  batch 8, forward+backward: geometric mean <= 1.10 (<= 1.45 at 64@56²) with oneDNN, <= 1.4
+  (<= 2.0 at 64@56²) without; FLOPs are equal.
+- `psconv_formulations`: each of PSConv2D's formulations (`slots`, `masked`, `split`) forced, vs
+  Conv2D, forward+backward, at the four stage shapes (batch 8) and the CIFAR ResNet-20 shapes
+  16@32², 32@16², 64@8² (batch 128): what the layer's choice rests on.
 - `psconv_strided_layers`: the stride-2 PSConv2D of the first block of stages 2-4 (128@56²,
   256@28², 512@14²) vs a stride-2 Conv2D, batch 8, forward+backward.
 - `psresnet50_train`: PS-ResNet-50 vs ResNet-50 (v1.5, our builders), one SGD step at 224×224,
   batch 8.
-- `psresnet20_train`: PS-ResNet-20 vs ResNet-20, one SGD step at 32×32, batch 128.
+- `psresnet20_train`: PS-ResNet-20 vs ResNet-20, one SGD step at 32×32, batch 128 (target
+  <= 1.3; PS-ResNet-50 <= 1.05).
 - `psconv_vs_authors_torch`: our PSConv2D (TensorFlow) vs the authors' `PSConv2d` (PyTorch,
   re-implemented below from their release: a masked dense 3×3 conv plus two grouped convs, 1.5×
   the weights) at the four stage shapes, batch 8, forward+backward; plus the authors' module vs
@@ -21,11 +27,12 @@ the layer against the authors' PyTorch module.
 import keras
 
 from benchmarks.runner import FORWARD, FORWARD_BACKWARD, register
-from keras_structconv.layers.ps_conv import PSConv2D
+from keras_structconv.layers.ps_conv import FORMULATIONS, PSConv2D
 from keras_structconv.models import PSResNet20, PSResNet50, ResNet20, ResNet50
 
 STAGES = ((56, 64), (28, 128), (14, 256), (7, 512))
 STRIDED = ((56, 128), (28, 256), (14, 512))
+CIFAR_STAGES = ((32, 16), (16, 32), (8, 64))
 
 
 def _stage_shapes(bench, batch):
@@ -47,6 +54,33 @@ def psconv_layers(bench):
                 ),
                 input_shape=shape,
                 modes=(FORWARD, FORWARD_BACKWARD),
+            )
+
+
+def _forced(channels, formulation):
+    layer = PSConv2D(channels, 3, padding="same")
+    layer._formulation = formulation  # private switch: the layer otherwise picks one at build
+    return layer
+
+
+@register("psconv_formulations",
+          description="each PSConv2D formulation forced vs Conv2D, stage and CIFAR shapes")
+def psconv_formulations(bench):
+    if bench.quick:
+        shapes = [(2, 8, 8, 16)]
+    else:
+        shapes = [(8, s, s, c) for s, c in STAGES] + [(128, s, s, c) for s, c in CIFAR_STAGES]
+    for shape in shapes:
+        channels = shape[-1]
+        for formulation in FORMULATIONS:
+            yield from bench.compare_layers(
+                f"PSConv2D[{formulation}] {channels}@{shape[1]}² b{shape[0]}",
+                ours=lambda c=channels, f=formulation: _forced(c, f),
+                reference=lambda c=channels: keras.layers.Conv2D(
+                    c, 3, padding="same", use_bias=False
+                ),
+                input_shape=shape,
+                modes=(FORWARD_BACKWARD,),
             )
 
 

@@ -1,10 +1,10 @@
 """TreeAttention (TAM) against the stage's 3x3 Conv2D, TAM-ResNets against ResNets.
 
-Issue 5 targets at batch 8: layer ratio <= 0.3x at 56x56x64 and <= 0.15x at 28x28x128,
-14x14x256 and 7x7x512 (forward+backward); model train-step ratio <= 1.05. The module is
-memory-bound (a few operations per input element); its kernels and what they read and write are
-described in `keras_structconv/layers/tree_attention.py`. The surrounding step is not compiled
-with XLA (the module compiles its own kernels).
+Targets at batch 8: layer ratio <= 0.3x at 56x56x64 and <= 0.15x at 28x28x128, 14x14x256 and
+7x7x512 (forward+backward); model train-step ratio <= 1.05. The module is memory-bound (a few
+operations per input element); its kernels and what they read and write are described in
+`docs/design/tree_attention.md`. The surrounding step is not compiled with XLA (the module
+compiles its own kernels).
 
 Cases:
 - `tree_attention_layers`: TreeAttention(group_size=2) vs Conv2D(C, 3, 'same', no bias) on the same

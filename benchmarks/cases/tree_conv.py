@@ -1,9 +1,10 @@
 """TreeConv2D against Conv2D, Tree-ResNets against ResNets (same process, same input).
 
-Issue 4 targets: geometric-mean layer ratio (TreeConv2D paper variant, depth 3, over the four
-ResNet-50 stage shapes, forward+backward) <= 0.6x at batch 8; Tree-ResNet train step ratio <= 1.0.
-The leaf convolutions hold 0.33x of the vanilla FLOPs; the rest is memory traffic (gates, pooling,
-upsampling, concat), which is what the implementation minimises (see the layer's docstring).
+Targets: geometric-mean layer ratio (TreeConv2D, depth 3, over the four ResNet-50 stage shapes,
+forward+backward, batch 8) <= 0.6 without oneDNN and <= 0.5 with it; Tree-ResNet-20 train step
+<= 1.2x ResNet-20's. The leaf convolutions hold 0.33x of the vanilla FLOPs; the rest is memory
+traffic (gates, pooling, upsampling, concat), which the layer's fused kernels minimise. Which
+formulation runs depends on oneDNN (`TF_ENABLE_ONEDNN_OPTS`): run the cases under both settings.
 
 Cases:
 - `tree_conv_layers`: TreeConv2D(C, 3, depth=3) vs Conv2D(C, 3, 'same', no bias) at the ResNet-50

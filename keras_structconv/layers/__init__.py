@@ -1,19 +1,34 @@
-"""The operators, one per module. Each module starts with its paper reference and definition."""
+"""The operators, one per module (or small package); each starts with its paper reference and
+definition.
 
-__all__ = []
+- `PSConv2D` (`ps_conv`), `TreeConv2D` and `ReferenceTreeConv2D` (`tree_conv/`),
+  `TreeAttention` / `TAM` (`tree_attention/`), `AOGBlock` (`aog_block`), `GroupedConv2D`.
+- `ConvFactory`, `psconv_factory`, `treeconv_factory`: how builders and `convert` make them.
+- `portable_ops()`: trace the layers' export formulation (TFLite builtins, ONNX).
+"""
 
-from keras_structconv.layers.aog_block import AOGBlock  # noqa: E402
+from keras_structconv.layers._portable import portable_ops
+from keras_structconv.layers.aog_block import AOGBlock
+from keras_structconv.layers.conv_factory import ConvFactory
+from keras_structconv.layers.grouped_conv import GroupedConv2D
+from keras_structconv.layers.ps_conv import PSConv2D, psconv_factory
+from keras_structconv.layers.tree_attention import TAM, TreeAttention
+from keras_structconv.layers.tree_conv import (
+    ReferenceTreeConv2D,
+    TreeConv2D,
+    treeconv_factory,
+)
 
-__all__ += ["AOGBlock"]
-from keras_structconv.layers.tree_attention import TAM, TreeAttention  # noqa: E402
-
-__all__ += ["TAM", "TreeAttention"]
-from keras_structconv.layers.ps_conv import PSConv2D, psconv_factory  # noqa: E402
-
-__all__ += ["PSConv2D", "psconv_factory"]
-from keras_structconv.layers.tree_conv import TreeConv2D, treeconv_factory  # noqa: E402
-
-__all__ += ["TreeConv2D", "treeconv_factory"]
-from keras_structconv.layers.grouped_conv import GroupedConv2D  # noqa: E402
-
-__all__ += ["GroupedConv2D"]
+__all__ = [
+    "TAM",
+    "AOGBlock",
+    "ConvFactory",
+    "GroupedConv2D",
+    "PSConv2D",
+    "ReferenceTreeConv2D",
+    "TreeAttention",
+    "TreeConv2D",
+    "portable_ops",
+    "psconv_factory",
+    "treeconv_factory",
+]

@@ -1,46 +1,56 @@
-"""Shared `tf.nn` convolution wrappers: grouped, dilated and strided 2-D convolutions (NHWC).
+"""`tf.nn` 2-D convolutions (NHWC) that are exact and differentiable on every CPU runtime.
 
-Used by `PSConv2D`, `GroupedConv2D` (ResNeXt) and `TreeConv2D`. Every function here is exact:
-it computes what a textbook convolution with the given zero padding computes, with gradients, in
-float32, mixed_float16 and mixed_bfloat16, eagerly, in `tf.function` and under XLA. It exists
-because the obvious calls are not all usable on CPU (TensorFlow 2.21, Keras 3):
+Users: `PSConv2D` (planned per-slot convolutions and block permutations), `GroupedConv2D`
+(`conv2d` with groups) and `TreeConv2D` (`conv2d`, `symmetric_padding`, the compute dtypes).
 
-- `keras.layers.Conv2D(groups > 1)` runs through XLA on CPU and trains about 50x slower than the
-  native grouped kernel that `tf.nn.conv2d` reaches when the input has `groups` times the kernel's
-  input channels.
-- Only oneDNN's kernels (on by default on x86 Linux) differentiate grouped convolutions and the
-  `dilations=` attribute; TensorFlow's own CPU kernels raise ("Gradients for grouped convolutions
-  are not supported on CPU", "do not yet support dilation rates larger than 1"). They are the
-  ones used with TF_ENABLE_ONEDNN_OPTS=0, for an explicit padding list (so zero padding here is
-  TF's "SAME" where it equals the padding asked for, else `tf.pad` + "VALID"), and for half
-  precision on CPUs without oneDNN half kernels. Hence: half precision is computed in float32
-  (cast in, cast back); without oneDNN, groups are split into slices and dilation goes through
-  `tf.nn.convolution` (space-to-batch), see `NATIVE_GROUPED_DILATED`.
-- A stride together with a dilation is never given to one call: when the dilation `d` is a
-  multiple of the stride `s`, every tap of an output pixel lies on the residue class of the
-  padding modulo `s`, so the convolution is a stride-1 convolution with dilation `d / s` of
-  `x[c::s]` (taken with a 1×1 average pool when c = 0: a strided slice's gradient costs about as
-  much as the convolution); otherwise it is a stride-1 convolution whose output is subsampled.
+`conv2d(x, kernel, strides, dilation, padding, groups)` computes what a textbook convolution with
+the given zero padding computes, with gradients, in float32, mixed_float16 and mixed_bfloat16,
+eagerly, in `tf.function` and under XLA:
 
-Padding convention: `padding` is the number of zero rows/columns added on each side (PyTorch
-style, symmetric unless given per side); `conv2d` also takes "same" for TF's own bottom/right-heavy
-'SAME' (Keras semantics, for `GroupedConv2D`). With per-side padding `(lo, hi)` the output length
-of an axis of length `n` is `floor((n + lo + hi - d*(k-1) - 1) / s) + 1`.
+- `padding` is the number of zero rows/columns added on each side (PyTorch style, symmetric unless
+  given per side), or "same" for TF's own bottom/right-heavy 'SAME' (Keras semantics). With
+  per-side padding `(lo, hi)` an axis of length `n` gives `floor((n + lo + hi - d*(k-1) - 1) / s)
+  + 1` outputs.
+- Any stride works with any dilation: one call never gets both (when `d` is a multiple of `s`,
+  the taps of every output pixel lie on one residue class modulo `s`, so the convolution reads a
+  subsampled input at stride 1 with dilation `d / s`; otherwise its stride-1 output is
+  subsampled).
+- Half precision is computed in float32 (cast in, cast back): TensorFlow's CPU kernels lack some
+  half-precision convolutions.
+- When TensorFlow runs without oneDNN (`TF_ENABLE_ONEDNN_OPTS=0`, or a CPU without AVX-512), its
+  own CPU kernels differentiate neither grouped nor dilated `tf.nn.conv2d`: groups are then split
+  into slices and dilations go through `tf.nn.convolution` (space-to-batch).
+
+`plan_conv2d`, `prepare_input` and `run_conv2d` are the same computation in two halves, so that
+several kernels can share one padded or subsampled input. `permute_blocks` moves channel blocks
+with `tf.roll`, or with slices and a concatenation inside `portable_ops()` (TFLite has no roll).
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import Any
 
 import tensorflow as tf
+
+from keras_structconv._internals import onednn_enabled
+from keras_structconv.layers._portable import portable_ops_enabled
 
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 
 
-def symmetric_padding(kernel_size, dilation=1):
+def symmetric_padding(kernel_size: int, dilation: int = 1) -> int:
     """Zero padding per side keeping the size at stride 1: `dilation * (kernel_size - 1) // 2`."""
     return dilation * (kernel_size - 1) // 2
 
 
-def output_size(size, kernel_size, strides=1, dilation=1, padding=(0, 0)):
+def output_size(
+    size: int | None,
+    kernel_size: int,
+    strides: int = 1,
+    dilation: int = 1,
+    padding: int | tuple[int, int] = (0, 0),
+) -> int | None:
     """Output length of one axis (`None` stays `None`) for per-side zero padding `(lo, hi)`."""
     if size is None:
         return None
@@ -49,13 +59,13 @@ def output_size(size, kernel_size, strides=1, dilation=1, padding=(0, 0)):
     return max((size + lo + hi - span) // strides + 1, 0)
 
 
-def compute_dtype(dtype):
+def compute_dtype(dtype: Any) -> tf.DType:
     """The dtype the convolutions run in for inputs of `dtype`: float32 for half precision."""
     dtype = tf.as_dtype(dtype)
     return tf.float32 if dtype in _HALF_DTYPES else dtype
 
 
-def to_compute_dtype(x):
+def to_compute_dtype(x: tf.Tensor) -> tf.Tensor:
     """Casts half-precision tensors to float32 (see the module docstring); others unchanged."""
     return tf.cast(x, compute_dtype(x.dtype))
 
@@ -138,7 +148,9 @@ class ConvPlan:
         )
 
 
-def plan_conv2d(input_shape, kernel_size, strides=1, dilation=1, padding=0):
+def plan_conv2d(
+    input_shape: Any, kernel_size: Any, strides: Any = 1, dilation: int = 1, padding: Any = 0
+) -> ConvPlan:
     """Plans an NHWC convolution with per-side zero `padding` (int, `(ph, pw)` or
     `((top, bottom), (left, right))`) for an input shape whose height/width may be None."""
     kh, kw = _pair(kernel_size)
@@ -149,7 +161,7 @@ def plan_conv2d(input_shape, kernel_size, strides=1, dilation=1, padding=0):
     return ConvPlan(rows, cols, (kh, kw), (sh, sw), dilation, ((pt, pb), (pl, pr)))
 
 
-def prepare_input(x, plan):
+def prepare_input(x: tf.Tensor, plan: ConvPlan) -> tf.Tensor:
     """Subsamples and zero-pads `x` as `plan` says: the part shared by plans of one input_key."""
     r, c = plan.rows, plan.cols
     if r.step > 1 or c.step > 1:
@@ -165,7 +177,7 @@ def prepare_input(x, plan):
     return x
 
 
-def subsample(x, offsets, steps):
+def subsample(x: tf.Tensor, offsets: tuple[int, int], steps: tuple[int, int]) -> tf.Tensor:
     """`x[:, oh::sh, ow::sw, :]`. From offset 0 this is a 1×1 average pool with stride
     `steps`: the same values, and its gradient is a cheap pooling gradient, whereas the gradient of
     a strided slice costs about as much as a convolution (scatter into a zero tensor)."""
@@ -175,7 +187,9 @@ def subsample(x, offsets, steps):
     return tf.nn.avg_pool2d(x, ksize=1, strides=[1, sh, sw, 1], padding="VALID")
 
 
-def run_conv2d(prepared, kernel, plan, input_shape):
+def run_conv2d(
+    prepared: tf.Tensor, kernel: tf.Tensor, plan: ConvPlan, input_shape: Any
+) -> tf.Tensor:
     """The `tf.nn.conv2d` call of `plan` on `prepare_input`'s result, then the output
     subsampling or cropping. `input_shape` is the dynamic shape of the original input."""
     r, c = plan.rows, plan.cols
@@ -197,30 +211,24 @@ def run_conv2d(prepared, kernel, plan, input_shape):
     return y
 
 
-def _onednn_enabled():
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):  # pragma: no cover - private API moved
-        return False
-
-
-# oneDNN's CPU kernels (on by default on x86 Linux) differentiate grouped and dilated
-# convolutions; TensorFlow's own CPU kernels do not ("Gradients for grouped convolutions are not
-# supported on CPU", "do not yet support dilation rates larger than 1"). Without oneDNN (e.g.
-# TF_ENABLE_ONEDNN_OPTS=0), groups are split into slices and dilation goes through
-# tf.nn.convolution's space-to-batch, which both differentiate everywhere.
-NATIVE_GROUPED_DILATED = _onednn_enabled()
+# Whether `tf.nn.conv2d` may get groups and dilations directly: oneDNN's CPU kernels
+# differentiate them, TensorFlow's own do not (see the module docstring).
+NATIVE_GROUPED_DILATED = onednn_enabled()
 
 
 def _conv_call(x, kernel, strides, tf_padding, dilations):
-    """`tf.nn.conv2d`, or its portable equivalent when the native gradients are unavailable.
+    """`tf.nn.conv2d`, or an equivalent whose gradients TensorFlow's own CPU kernels have.
 
-    Plans never combine a stride with a dilation here (see `_axis_plan`)."""
+    Plans never combine a stride with a dilation here (see `_axis_plan`). Inference traced for
+    export (`portable_ops()`) needs no gradient: it keeps the native dilated call but splits the
+    groups, because TensorFlow's graph optimiser fuses a grouped conv with a following bias into
+    a kernel that only oneDNN has (a SavedModel exported with it fails to serve without oneDNN).
+    """
     groups = x.shape[-1] // kernel.shape[2]
     dilated = dilations != (1, 1)
-    if NATIVE_GROUPED_DILATED or (groups == 1 and not dilated):
+    if portable_ops_enabled() and groups > 1:
+        return _split_groups(x, kernel, strides, tf_padding, groups, dilations)
+    if NATIVE_GROUPED_DILATED or portable_ops_enabled() or (groups == 1 and not dilated):
         return tf.nn.conv2d(
             x,
             kernel,
@@ -228,16 +236,33 @@ def _conv_call(x, kernel, strides, tf_padding, dilations):
             padding=tf_padding,
             dilations=[1, *dilations, 1] if dilated else None,
         )
-    if groups > 1:
-        parts = zip(
-            tf.split(x, groups, axis=-1), tf.split(kernel, groups, axis=-1), strict=True
-        )
-        return tf.concat(
-            [_conv_call(xg, kg, strides, tf_padding, dilations) for xg, kg in parts], axis=-1
-        )
-    return tf.nn.convolution(
-        x, kernel, strides=list(strides), padding=tf_padding, dilations=list(dilations)
+    if not dilated:
+        return _split_groups(x, kernel, strides, tf_padding, groups)
+    # One space-to-batch shared by every group turns the dilation into a stride-1 lattice.
+    return tf.nn.with_space_to_batch(
+        x,
+        list(dilations),
+        tf_padding,
+        lambda inputs, num_spatial_dims, padding: _split_groups(
+            inputs, kernel, (1, 1), padding, groups
+        ),
+        filter_shape=kernel.shape[:2],
     )
+
+
+def _split_groups(x, kernel, strides, tf_padding, groups, dilations=(1, 1)):
+    """A grouped convolution as one ungrouped `tf.nn.conv2d` per group."""
+
+    def conv(inputs, weights):
+        rates = [1, *dilations, 1] if dilations != (1, 1) else None
+        return tf.nn.conv2d(
+            inputs, weights, strides=[1, *strides, 1], padding=tf_padding, dilations=rates
+        )
+
+    if groups == 1:
+        return conv(x, kernel)
+    parts = zip(tf.split(x, groups, axis=-1), tf.split(kernel, groups, axis=-1), strict=True)
+    return tf.concat([conv(xg, kg) for xg, kg in parts], axis=-1)
 
 
 def _exact_size(size, plan, axis):
@@ -246,7 +271,14 @@ def _exact_size(size, plan, axis):
     return (size + lo + hi - span) // plan.strides[axis] + 1
 
 
-def conv2d(x, kernel, strides=1, dilation=1, padding=0, groups=None):
+def conv2d(
+    x: tf.Tensor,
+    kernel: tf.Tensor,
+    strides: int | tuple[int, int] = 1,
+    dilation: int = 1,
+    padding: Any = 0,
+    groups: int | None = None,
+) -> tf.Tensor:
     """NHWC convolution with per-side zero padding, any stride with any dilation, groups.
 
     Args:
@@ -285,7 +317,9 @@ def conv2d(x, kernel, strides=1, dilation=1, padding=0, groups=None):
     return tf.cast(y, out_dtype)
 
 
-def tf_same_padding(size, kernel_size, strides=1, dilation=1):
+def tf_same_padding(
+    size: int, kernel_size: int, strides: int = 1, dilation: int = 1
+) -> tuple[int, int]:
     """TF's 'SAME' padding `(lo, hi)` of one axis of static length `size` (bottom/right-heavy)."""
     span = dilation * (kernel_size - 1) + 1
     out = -(-size // strides)
@@ -293,19 +327,29 @@ def tf_same_padding(size, kernel_size, strides=1, dilation=1):
     return total // 2, total - total // 2
 
 
-def roll_blocks(y, shift, blocks, groups=1):
+def roll_blocks(y: tf.Tensor, shift: int, blocks: int, groups: int = 1) -> tf.Tensor:
     """Rolls the channel axis of `y` by `shift` blocks inside each of `groups` channel groups
-    (`blocks` blocks per group): block b of a group moves to block (b + shift) mod blocks."""
+    (`blocks` blocks per group): block b of a group moves to block (b + shift) mod blocks.
+
+    `tf.roll` (its gradient is a roll too); inside `portable_ops()` two slices and a concatenation,
+    which TFLite's builtin ops and ONNX have."""
     shift %= blocks
     if shift == 0:
         return y
-    channels = y.shape[-1]
-    block = channels // (groups * blocks)
+    block = y.shape[-1] // (groups * blocks)
     if groups == 1:
-        return tf.roll(y, shift * block, axis=-1)
+        return _roll_channels(y, shift * block)
     shape = tf.shape(y)
     grouped = tf.reshape(y, tf.concat([shape[:-1], [groups, blocks * block]], 0))
-    return tf.reshape(tf.roll(grouped, shift * block, axis=-1), shape)
+    return tf.reshape(_roll_channels(grouped, shift * block), shape)
+
+
+def _roll_channels(y, shift):
+    """`tf.roll(y, shift, axis=-1)` for 0 < shift < channels."""
+    if not portable_ops_enabled():
+        return tf.roll(y, shift, axis=-1)
+    split = y.shape[-1] - shift
+    return tf.concat([y[..., split:], y[..., :split]], axis=-1)
 
 
 def _is_tf_same(pad, kernel_size, dilation):

@@ -6,8 +6,9 @@ laterals, npaths) lives in `keras_structconv.aog`.
 
 Definition. The `C_in` input channels and the `filters` output channels are each cut into
 `num_primitives` (N) contiguous groups, sizes as even as possible with the first groups one larger
-(`sizes[i % N] += 1` for `i < C`). Every node `v` of the grammar covers an interval of groups and
-has the width of those output groups. Every node applies the same bottleneck operation
+(`sizes[i % N] += 1` for `i < C`, see `near_equal_sizes`). Every node `v` of the grammar covers an
+interval of groups and has the width of those output groups. Every node applies the same
+bottleneck operation
 
     T(x_op, x_res) = ReLU(shortcut(x_res) + Dropout(BN(conv1x1(ReLU(BN(conv3x3(ReLU(BN(
                      conv1x1(x_op)))))))))),
@@ -29,53 +30,70 @@ where `[., .]` concatenates channels and `n(v)` is the number of root-to-v paths
 excluded): the weights undo the double counting of nodes reached by several paths (Section 4.1,
 "Handling double-counting"). The block output is `ReLU(BN(f(root)))`. Blocks never stride (AOGNets
 downsample in transitions between stages). All BatchNorms use `momentum=0.9, epsilon=1e-5`
-(PyTorch's defaults); convolutions have no bias.
+(PyTorch's defaults); convolutions have no bias, and each starts from its own draw of the kernel
+initializer.
 
 Differences from the authors' release: AND children are concatenated left then right always (the
 release takes some in Python-set order); Terminal nodes get no double-counting weight (the
 release's `handle_tnode_dbl_cnt` option, off in its ImageNet configurations, is not provided).
 """
 
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
 import keras
 
-from keras_structconv import aog
+from keras_structconv import _validation, aog
+from keras_structconv.layers._defaults import BN_EPSILON, BN_MOMENTUM, distinct_initializer
 
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
+__all__ = ["AOGBlock", "AOGNodeOp", "bottleneck_width", "channel_slices", "near_equal_sizes"]
+
+# Convolutions per node operation (conv1, conv2, conv3, shortcut_conv): each node's kernels take
+# initializer draws `node_id * _CONVS_PER_NODE + k`, so no two kernels of a block start equal.
+_CONVS_PER_NODE = 4
 
 
-def bottleneck_width(width):
+def bottleneck_width(width: int) -> int:
     """`max(4, round_half_up(width / 4))`, the middle width of a node operation."""
     return max(4, (width + 2) // 4)
 
 
-def channel_slices(channels, num_groups):
+def near_equal_sizes(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` sizes differing by at most one, the larger ones first
+    (`sizes[i % parts] += 1` for `i < total`).
+
+    >>> near_equal_sizes(10, 4)
+    [3, 3, 2, 2]
+    """
+    base, extra = divmod(total, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+def channel_slices(channels: int, num_groups: int) -> list[int]:
     """Boundaries `[0, s1, ..., channels]` of `num_groups` contiguous groups (first ones larger)."""
-    sizes = [0] * num_groups
-    for i in range(channels):
-        sizes[i % num_groups] += 1
-    bounds = [0]
-    for size in sizes:
-        bounds.append(bounds[-1] + size)
-    return bounds
+    return [0, *itertools.accumulate(near_equal_sizes(channels, num_groups))]
 
 
 class AOGNodeOp(keras.layers.Layer):
     """The bottleneck operation `T(x_op, x_res)` of one AOG node (built by `AOGBlock`).
 
     Sublayers: `conv1`, `bn1`, `conv2`, `bn2`, `conv3`, `bn3`, `dropout` (when `drop_rate > 0`),
-    and `shortcut_conv`, `shortcut_bn` when `in_channels != out_channels`.
+    and `shortcut_conv`, `shortcut_bn` when `in_channels != out_channels`. The convolutions draw
+    their kernels from `distinct_initializer(kernel_initializer, first_draw + k)`, k = 0..3.
     """
 
     def __init__(
         self,
-        in_channels,
-        out_channels,
-        drop_rate=0.0,
-        kernel_initializer="he_normal",
-        kernel_regularizer=None,
-        kernel_constraint=None,
-        **kwargs,
+        in_channels: int,
+        out_channels: int,
+        drop_rate: float = 0.0,
+        kernel_initializer: Any = "he_normal",
+        kernel_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        first_draw: int = 0,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.in_channels = in_channels
@@ -84,14 +102,17 @@ class AOGNodeOp(keras.layers.Layer):
         self.mid_channels = bottleneck_width(out_channels)
         common = {
             "use_bias": False,
-            "kernel_initializer": kernel_initializer,
             "kernel_regularizer": kernel_regularizer,
             "kernel_constraint": kernel_constraint,
             "dtype": self.dtype_policy,
         }
+        draws = itertools.count(first_draw)
 
         def conv(filters, size, name):
-            return keras.layers.Conv2D(filters, size, padding="same", name=name, **common)
+            initializer = distinct_initializer(kernel_initializer, next(draws))
+            return keras.layers.Conv2D(
+                filters, size, padding="same", name=name, kernel_initializer=initializer, **common
+            )
 
         def norm(name):
             return keras.layers.BatchNormalization(
@@ -176,28 +197,26 @@ class AOGBlock(keras.layers.Layer):
     32960
 
     Reference: Li et al., "AOGNets: Compositional Grammatical Architectures for Deep Learning",
-    CVPR 2019, https://arxiv.org/abs/1711.05847.
+    CVPR 2019, Sections 3.1-3.2 (grammar, node operations) and 4.1 (double counting),
+    https://arxiv.org/abs/1711.05847.
     """
 
     def __init__(
         self,
-        filters,
-        num_primitives,
-        prune=None,
-        lateral=True,
-        drop_rate=0.0,
-        kernel_initializer="he_normal",
-        kernel_regularizer=None,
-        kernel_constraint=None,
-        **kwargs,
+        filters: int,
+        num_primitives: int,
+        prune: int | None = None,
+        lateral: bool = True,
+        drop_rate: float = 0.0,
+        kernel_initializer: Any = "he_normal",
+        kernel_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.grammar = aog.build_grammar(num_primitives, prune=prune, lateral=lateral)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < num_primitives:
-            raise ValueError(
-                "`filters` must be an integer >= `num_primitives` (every primitive needs at least "
-                f"one channel). Received: filters={filters!r}, num_primitives={num_primitives}"
-            )
+        # every primitive needs at least one channel
+        filters = _validation.int_in_range(filters, "filters", num_primitives)
         if lateral and filters % num_primitives:
             raise ValueError(
                 "With `lateral=True`, `filters` must be divisible by `num_primitives`: a lateral "
@@ -255,6 +274,7 @@ class AOGBlock(keras.layers.Layer):
                 kernel_initializer=self.kernel_initializer,
                 kernel_regularizer=self.kernel_regularizer,
                 kernel_constraint=self.kernel_constraint,
+                first_draw=node.id * _CONVS_PER_NODE,
                 name=f"node_{node.id}_{node.kind}",
                 dtype=self.dtype_policy,
             )
@@ -269,7 +289,7 @@ class AOGBlock(keras.layers.Layer):
     def _width(bounds, node):
         return bounds[node.end + 1] - bounds[node.start]
 
-    def node_op(self, node_id):
+    def node_op(self, node_id: int) -> AOGNodeOp:
         """The `AOGNodeOp` of grammar node `node_id`."""
         return self.node_ops[node_id]
 

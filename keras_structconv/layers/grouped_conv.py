@@ -1,19 +1,20 @@
-"""GroupedConv2D: `keras.layers.Conv2D(groups > 1)` on TensorFlow's native grouped kernel.
+"""GroupedConv2D: `keras.layers.Conv2D(groups > 1)` computed with `tf.nn` directly.
 
 Reference: grouped convolution as used by ResNeXt, Xie et al., "Aggregated Residual
-Transformations for Deep Neural Networks", CVPR 2017, https://arxiv.org/abs/1611.05431.
+Transformations for Deep Neural Networks", CVPR 2017, Section 3.3 (Fig. 3c),
+https://arxiv.org/abs/1611.05431.
 
 Definition: input channels and filters are split into `groups` contiguous groups; output group g
 is an ordinary convolution of input group g with its own `K×K×(C_in/groups)×(filters/groups)`
 kernel; the outputs are concatenated. This is exactly `keras.layers.Conv2D(..., groups=groups)`,
 same arguments, same weights, same padding semantics (TF 'same'/'valid').
 
-Why a layer: Keras 3's TensorFlow backend runs `Conv2D(groups > 1)` through XLA on CPU, which
-trains about 50x slower than `tf.nn.conv2d` on an input with `groups` times the kernel's input
-channels (oneDNN's grouped kernel). This subclass only replaces the convolution call (see
-`layers/_conv_ops.py`, which also computes half precision in float32 and keeps gradients where
-TensorFlow's own CPU kernels have none). Being a `Conv2D` subclass, it is picked up by
-`keras_structconv.convert` like any convolution (e.g. to become a PSConv2D).
+Keras 3's TensorFlow backend runs `Conv2D(groups > 1)` through XLA on CPU, which trains about 50x
+slower; this subclass only replaces the convolution call by `layers/_conv_ops.conv2d` (one native
+grouped `tf.nn.conv2d` with oneDNN, one convolution per group with TensorFlow's own CPU kernels,
+whose grouped convolutions have no gradient; half precision computed in float32). Being a
+`Conv2D` subclass, `keras_structconv.convert` treats it as any convolution (e.g. to become a
+PSConv2D).
 
 Example:
 
@@ -23,8 +24,14 @@ y = layer(np.zeros((2, 14, 14, 128), "float32"))  # (2, 14, 14, 128), 4,608 weig
 ```
 """
 
-import keras
+from __future__ import annotations
 
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_structconv import _validation
 from keras_structconv.layers import _conv_ops
 
 __all__ = ["GroupedConv2D"]
@@ -46,15 +53,11 @@ class GroupedConv2D(keras.layers.Conv2D):
     TensorShape([1, 8, 8, 64])
     """
 
-    def __init__(self, filters, kernel_size, **kwargs):
+    def __init__(self, filters: int, kernel_size: int | tuple[int, int], **kwargs: Any):
         super().__init__(filters, kernel_size, **kwargs)
-        if self.data_format != "channels_last":
-            raise ValueError(
-                "GroupedConv2D supports only data_format='channels_last' (NHWC). "
-                f"Received: data_format={self.data_format!r}"
-            )
+        _validation.channels_last(self.data_format, "GroupedConv2D")
 
-    def convolution_op(self, inputs, kernel):
+    def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         padding = self._explicit_padding(inputs.shape)
         return _conv_ops.conv2d(
             inputs,

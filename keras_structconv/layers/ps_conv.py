@@ -1,21 +1,19 @@
 """PSConv2D: poly-scale convolution.
 
 Reference: Duo Li, Anbang Yao, Qifeng Chen, "PSConv: Squeezing Feature Pyramid into One Compact
-Poly-Scale Convolutional Layer", ECCV 2020. https://arxiv.org/abs/2007.06191 (authors' code:
-https://github.com/d-li14/PSConv).
+Poly-Scale Convolutional Layer", ECCV 2020, Sections 3.1-3.2 (https://arxiv.org/abs/2007.06191).
 
-Definition (paper Eq. 3): a K×K convolution whose dilation rate differs per kernel,
+A K×K convolution whose dilation rate differs per kernel (Eq. 3),
 
     H[c, x, y] = sum_k sum_ij G[c, k, i, j] * F[k, x + i*D[c, k], y + j*D[c, k]],
 
-with the dilation matrix `D` (C_out × C_in) built from a cyclic pattern of length t (the *cyclic
-interval*) that runs along the input channels and shifts by one step from one filter to the next.
-This layer implements the block form of SPEC §1: inputs and outputs (of each group) are split into
-t contiguous blocks and
+with the dilation matrix `D` built from a cyclic pattern of length t (the *cyclic interval*) that
+runs along the input channels and shifts by one step from one filter to the next (Section 3.2).
+In block form, inputs and outputs (of each group) are split into t contiguous blocks and
 
     D[o, k] = dilation_pattern[(k // (C_in/t) - o // (C_out/t)) mod t].
 
-For t = 4 and the default pattern (1, 2, 1, 4), rows = output blocks, columns = input blocks:
+For t = 4 and the default pattern (1, 2, 1, 4), rows output blocks, columns input blocks:
 
     D = [[1, 2, 1, 4],
          [4, 1, 2, 1],
@@ -23,66 +21,61 @@ For t = 4 and the default pattern (1, 2, 1, 4), rows = output blocks, columns = 
          [2, 1, 4, 1]]
 
 This is the paper's channel-granular `D` up to a permutation of input and output channels, which
-the neighbouring layers absorb. Every row and every column holds the whole pattern, so each output
-mixes all scales and each input is seen at all scales.
+the neighbouring layers absorb; every row and column holds the whole pattern. With `groups > 1`
+the pattern applies inside each group (Section 3.2, PS-ResNeXt).
 
-Relation to the authors' release: their `PSConv2d(in, out, kernel_size=3, stride, padding=1,
-dilation=d, parts=4)` is `PSConv2D(out, 3, strides=stride, cyclic_interval=4,
-dilation_pattern=(d, 1, 2*d, 1))`; with their default d = 2 the block matrix is
-`[[2,1,4,1],[1,2,1,4],[4,1,2,1],[1,4,1,2]]`, which is our default layer up to a permutation of
-the output blocks. `parts` is the cyclic interval t. Their module stores 1.5x the weights (a
-masked dense 3×3 conv plus two grouped convs: 55,296 at 64→64); this layer stores exactly the
-vanilla conv's (36,864 at 64→64) and spends its FLOPs. Their grouped variant masks the wrong
-blocks unless groups == parts; here `groups > 1` applies the pattern inside each group (the
-paper's Fig. 2, right).
-
-Padding: "same" pads each branch of dilation r symmetrically by r*(K-1)/2 (PyTorch semantics;
-TF's own 'SAME' pads bottom/right only at stride 2 and gives a different result), so the output
-is ceil(size / stride). "valid" gives the output size of a vanilla 'valid' conv: a branch of
-dilation r pads (r-1)*(K-1)/2 per side, so `ZeroPadding2D(p) + PSConv2D(padding="valid")` equals
-`PSConv2D(padding="same")` for p = (K-1)/2 (the Keras ResNet50V2 layout).
-
-Implementation ("grouped dilated convolutions", SPEC §1): one grouped convolution per slot s of
-the pattern (groups = t * groups, dilation pattern[s]) on the unrolled input; the output of slot s
-is rolled by -s blocks inside each group and the t outputs are summed. It has exactly the
-parameters and FLOPs of a vanilla conv, and no weight is copied or masked at run time because
-`kernel` is stored slot by slot: shape `(t, K, K, C_in/(t*groups), filters)`, where
-`kernel[s, :, :, i, c]` connects input channel i of input block b = (c // (filters/(t*groups))) % t
-of c's group to output channel c' = the same position of output block (b - s) mod t (use
-`dense_kernel()` / `set_dense_kernel()` for the paper's `G` in the Keras `Conv2D` layout). Slots
-with the same dilation share their padded or subsampled input; strided ones run as one grouped
-conv with several outputs per group when the input outweighs the (then concatenated) kernels. A
-stride with a dilation that is a multiple of it reads a subsampled input at stride 1; half
-precision is computed in float32 (see `layers/_conv_ops.py`). Other exact forms were timed on
-CPU and were not faster at batch 8: rolling the inputs instead of the outputs, the authors'
-masked dense conv, the two dilation-1 slots as one conv with t/2 groups on block-paired inputs
-(faster only at batch 32 and 56×56), the kernel stored in the `Conv2D` layout and rearranged per
-call (costly for wide layers), and the output rolls fused by XLA.
+The authors' `PSConv2d(in, out, 3, stride, padding=1, dilation=d, parts=4)` is
+`PSConv2D(out, 3, strides=stride, cyclic_interval=4, dilation_pattern=(d, 1, 2*d, 1))` up to a
+permutation of the output blocks; it stores 1.5x the weights, this layer exactly a vanilla
+conv's (36,864 at 64→64, 3×3). Implementation notes: `docs/design/ps_conv.md`.
 
 Example:
 
 ```python
 layer = keras_structconv.PSConv2D(64, 3, padding="same")  # t = 4, pattern (1, 2, 1, 4)
 y = layer(np.zeros((8, 56, 56, 64), "float32"))           # (8, 56, 56, 64), 36,864 weights
-# drop-in replacement of every bottleneck 3x3 of a ResNet-50:
-model = keras_structconv.models.PSResNet50()
+model = keras_structconv.models.PSResNet50()               # every bottleneck 3×3 replaced
 ```
 """
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_structconv import _validation
+from keras_structconv._internals import onednn_enabled
 from keras_structconv.layers import _conv_ops
+from keras_structconv.layers._conv_template import conv_template_kwargs
+from keras_structconv.layers.conv_factory import ConvFactory
 
-__all__ = ["PSConv2D", "default_dilation_pattern", "psconv_factory"]
+__all__ = [
+    "PSConv2D",
+    "default_dilation_pattern",
+    "dense_to_slots",
+    "psconv_factory",
+    "slots_to_dense",
+]
 
-# Below this many input channels per block, the slots run as masked grouped convs, one per
-# distinct dilation (see `PSConv2D._narrow_blocks`); tests move it to cover both code paths.
-MASKED_BELOW_BLOCK_CHANNELS = 8
+# The ways `PSConv2D.call` can compute the layer (see `PSConv2D._pick_formulation`).
+SLOTS, MASKED, SPLIT = "slots", "masked", "split"
+FORMULATIONS = (SLOTS, MASKED, SPLIT)
+
+# Below 8 input channels per block, a few masked dense convolutions beat many thin ones (oneDNN
+# pads groups to 16-wide vector blocks; TF's own kernels pay per convolution).
+_MASKED_BELOW_BLOCK_CHANNELS = 8
+
+# fwd+bwd time of PSConv2D with oneDNN off / on, geo-mean over ResNet-50's 3×3 stage shapes at
+# batch 8, one thread (docs/design/ps_conv.md).
+_ONEDNN_SPEEDUP = 2.8
 
 
-def default_dilation_pattern(cyclic_interval):
+def default_dilation_pattern(cyclic_interval: int) -> tuple[int, ...]:
     """(1, 2, 1, 4) for t = 4, else the paper's Table 3 rule: slot 1 dilated by 2, the rest 1."""
     if cyclic_interval == 4:
         return (1, 2, 1, 4)
@@ -95,7 +88,7 @@ def _slot_pairs(cyclic_interval):
     return np.array([[(b, (b - s) % t) for b in range(t)] for s in range(t)], "int32")
 
 
-def dense_to_slots(dense, cyclic_interval, groups=1):
+def dense_to_slots(dense: Any, cyclic_interval: int, groups: int = 1) -> tf.Tensor:
     """Keras-layout kernel `(kh, kw, C_in/groups, C_out)` (the paper's G) -> slot layout
     `(t, kh, kw, C_in/(t*groups), C_out)` stored by PSConv2D."""
     dense = tf.convert_to_tensor(dense)
@@ -109,7 +102,7 @@ def dense_to_slots(dense, cyclic_interval, groups=1):
     return tf.reshape(slots, (t, kh, kw, bi, cout))
 
 
-def slots_to_dense(slots, groups=1):
+def slots_to_dense(slots: Any, groups: int = 1) -> tf.Tensor:
     """Inverse of `dense_to_slots`: the slot-layout kernel -> the Keras `Conv2D` layout."""
     slots = tf.convert_to_tensor(slots)
     t, kh, kw, bi, cout = slots.shape
@@ -124,19 +117,21 @@ def slots_to_dense(slots, groups=1):
 
 @keras.saving.register_keras_serializable(package="keras_structconv")
 class PSConv2D(keras.layers.Layer):
-    """Poly-scale convolution (Li, Yao, Chen, ECCV 2020): a K×K conv whose dilation cycles
-    through `dilation_pattern` across input and output channel blocks.
+    """Poly-scale convolution: a K×K convolution whose dilation cycles through
+    `dilation_pattern` across blocks of input and output channels (PSConv paper, Section 3).
 
-    Same parameters and FLOPs as a vanilla `Conv2D` (64→64, 3×3: 36,864 weights). See the module
-    docstring for the dilation matrix `D`, the padding rules, the weight layout and the relation
-    to the authors' `parts`/`dilation`.
+    Output block o (of `cyclic_interval` blocks per group) sums the convolutions of every input
+    block k, each with its own K×K kernels and dilation `D[o, k] = dilation_pattern[(k - o) mod
+    t]`. Same parameters and FLOPs as a vanilla `Conv2D` (64→64, 3×3: 36,864 weights).
 
     Args:
         filters: output channels; divisible by `cyclic_interval * groups`.
         kernel_size: odd int or pair of odd ints.
         strides: int or pair (any stride works with any dilation).
-        padding: "same" (each branch padded symmetrically by r*(K-1)/2, output ceil(n/s)) or
-            "valid" (the output size of a vanilla 'valid' conv).
+        padding: "same": each dilation-r branch padded symmetrically by r*(K-1)/2 (PyTorch
+            semantics; TF's own 'SAME' pads bottom/right only at stride 2), output
+            ceil(size / stride); or "valid": a dilation-r branch pads (r-1)*(K-1)/2, so the output
+            size is a vanilla 'valid' conv's and `ZeroPadding2D((K-1)/2)` + "valid" equals "same".
         cyclic_interval: t, the length of the dilation cycle; input channels and `filters` must
             be divisible by `t * groups`.
         dilation_pattern: t positive ints; default (1, 2, 1, 4) for t = 4, otherwise slot 1
@@ -147,8 +142,25 @@ class PSConv2D(keras.layers.Layer):
         data_format: only "channels_last" (None reads `keras.config.image_data_format()`).
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         activity_regularizer, kernel_constraint, bias_constraint: as in `keras.layers.Conv2D`.
-            The kernel initializer sees the vanilla shape `(kh, kw, C_in/groups, filters)`
-            (so fan-in/fan-out are a vanilla conv's); constraints act on the stored slot layout.
+            The kernel initializer sees the vanilla shape `(kh, kw, C_in/groups, filters)` (so
+            fans are a vanilla conv's); constraints act on the stored slot layout.
+
+    Weights: `kernel` of shape `(t, kh, kw, C_in/(t*groups), filters)`, stored slot by slot:
+    `kernel[s, :, :, i, c]` connects input channel i of input block b = (c // (filters/(t*groups)))
+    % t of c's group to the same position of output block (b - s) mod t. `dense_kernel()` and
+    `set_dense_kernel()` read and write the paper's G in the Keras `Conv2D` layout. `bias` of shape
+    `(filters,)` when `use_bias`.
+
+    Computation (chosen once per layer at build from the runtime; all exact):
+    with oneDNN (TensorFlow's default on CPUs with AVX-512), one grouped dilated convolution per
+    pattern slot whose output blocks are rolled into place and summed (slots of equal dilation
+    share their padded input; strided ones are merged into one convolution), except for blocks
+    under 8 input channels, which run as one dense convolution per distinct dilation with the
+    other dilations' weights masked to zero; without oneDNN (whose absence leaves TensorFlow's
+    CPU kernels without grouped or dilated gradients), one dense convolution per input block and
+    distinct dilation producing every output block it feeds, summed per output block. Inside
+    `keras_structconv.layers.portable_ops()` (exports) the rolls become slices and a
+    concatenation. Without oneDNN the layer is about 2.8x slower and warns once per process.
 
     Input shape: `(batch, height, width, channels)`.
     Output shape: `(batch, new_height, new_width, filters)`.
@@ -164,36 +176,36 @@ class PSConv2D(keras.layers.Layer):
 
     def __init__(
         self,
-        filters,
-        kernel_size=3,
-        strides=1,
-        padding="same",
-        cyclic_interval=4,
-        dilation_pattern=None,
-        groups=1,
-        activation=None,
-        use_bias=False,
-        data_format=None,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        **kwargs,
+        filters: int,
+        kernel_size: int | Sequence[int] = 3,
+        strides: int | Sequence[int] = 1,
+        padding: str = "same",
+        cyclic_interval: int = 4,
+        dilation_pattern: Sequence[int] | None = None,
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = False,
+        data_format: str | None = None,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.filters = _positive_int(filters, "filters")
-        self.kernel_size = _odd_pair(kernel_size)
-        self.strides = _positive_pair(strides, "strides")
-        self.padding = _padding(padding)
-        self.cyclic_interval = _positive_int(cyclic_interval, "cyclic_interval")
+        self.filters = _validation.positive_int(filters, "filters")
+        self.kernel_size = _validation.int_pair(kernel_size, "kernel_size", odd=True)
+        self.strides = _validation.int_pair(strides, "strides")
+        self.padding = _validation.one_of(padding, "padding", ("same", "valid"), lower=True)
+        self.cyclic_interval = _validation.positive_int(cyclic_interval, "cyclic_interval")
         self.dilation_pattern = _pattern(dilation_pattern, self.cyclic_interval)
-        self.groups = _positive_int(groups, "groups")
+        self.groups = _validation.positive_int(groups, "groups")
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
-        self.data_format = _channels_last(data_format)
+        self.data_format = _validation.channels_last(data_format, "PSConv2D")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -202,36 +214,32 @@ class PSConv2D(keras.layers.Layer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
         _check_divisible(self.filters, "filters", self.cyclic_interval, self.groups)
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=4)
+        # How `call` computes the layer: one of FORMULATIONS, picked at build unless set before
+        # (tests set it to cover every formulation; it never changes the result).
+        self._formulation = None
 
-    # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def from_conv(cls, conv, cyclic_interval=4, dilation_pattern=None, **overrides):
+    def from_conv(
+        cls,
+        conv: keras.layers.Conv2D,
+        cyclic_interval: int = 4,
+        dilation_pattern: Sequence[int] | None = None,
+        **overrides: Any,
+    ) -> PSConv2D:
         """A PSConv2D configured like the `keras.layers.Conv2D` `conv` (filters, kernel size,
         strides, padding, groups, activation, bias, initializers, regularizers, constraints,
         name, dtype policy); weights are not copied (see `set_dense_kernel`).
 
-        'valid' stays 'valid' (exact after a ZeroPadding2D, as in our builders and Keras'
-        ResNet50V2). 'same' becomes PSConv2D's symmetric 'same': identical to TF's at stride 1;
-        at stride 2 on an even size TF pads bottom/right only, so the sampling grid moves by one
-        pixel (the PyTorch grid the paper's models use)."""
-        if not isinstance(conv, keras.layers.Conv2D):
-            raise ValueError(
-                "`conv` must be a keras.layers.Conv2D (or subclass). "
-                f"Received: conv={type(conv).__name__}"
-            )
-        config = conv.get_config()
-        if tuple(config.get("dilation_rate", (1, 1))) != (1, 1):
-            raise ValueError(
-                "PSConv2D sets its own dilations; `conv` must not be dilated. "
-                f"Received: dilation_rate={config['dilation_rate']}"
-            )
-        keys = (
-            "name", "dtype", "trainable", "filters", "kernel_size", "strides", "padding",
-            "data_format", "groups", "activation", "use_bias", "kernel_initializer",
-            "bias_initializer", "kernel_regularizer", "bias_regularizer", "activity_regularizer",
-            "kernel_constraint", "bias_constraint",
-        )
-        kwargs = {key: config[key] for key in keys if key in config}
+        'valid' stays 'valid' (exact after a ZeroPadding2D, as in Keras' ResNet50V2). 'same'
+        becomes PSConv2D's symmetric 'same': identical to TF's at stride 1; at stride 2 on an
+        even size TF pads bottom/right only, so the sampling grid moves by one pixel (the
+        PyTorch grid of the paper's models).
+
+        Example:
+
+        >>> PSConv2D.from_conv(keras.layers.Conv2D(64, 3, strides=2), cyclic_interval=2)
+        """
+        kwargs = conv_template_kwargs(conv, "PSConv2D", plain=("dilation_rate",))
         kwargs.update(cyclic_interval=cyclic_interval, dilation_pattern=dilation_pattern)
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -271,49 +279,87 @@ class PSConv2D(keras.layers.Layer):
                 constraint=self.bias_constraint,
             )
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+        if self._formulation is None:
+            self._formulation = self._pick_formulation(channels // (t * self.groups))
+
+    def _pick_formulation(self, block_channels):
+        """SLOTS (grouped dilated convs, oneDNN) unless blocks are narrower than 8 channels
+        (MASKED); SPLIT (no groups, no native dilation gradients) without oneDNN."""
+        if block_channels < _MASKED_BELOW_BLOCK_CHANNELS:
+            return MASKED
+        if not onednn_enabled():
+            _warn_without_onednn()
+            return SPLIT
+        return SLOTS
 
     def call(self, inputs):
         x = _conv_ops.to_compute_dtype(inputs)
         kernels = tf.unstack(tf.cast(self.kernel, x.dtype))
-        shape = tf.shape(x)
-        t, groups = self.cyclic_interval, self.groups
-        prepared = {}  # slots with the same dilation share the padded/subsampled input
-        by_dilation = {}
-        for slot, dilation in enumerate(self.dilation_pattern):
-            by_dilation.setdefault(dilation, []).append(slot)
-        masked = self._narrow_blocks()
-        if masked:
-            dense = slots_to_dense(tf.stack(kernels), groups)
-        branches = []
-        for dilation, slots in by_dilation.items():
-            plan = _conv_ops.plan_conv2d(
-                x.shape, self.kernel_size, self.strides, dilation, self._branch_padding(dilation)
-            )
-            if plan.input_key not in prepared:
-                prepared[plan.input_key] = _conv_ops.prepare_input(x, plan)
-            source = prepared[plan.input_key]
-            if masked:
-                mask = self._dilation_mask(dilation, dense.shape)
-                branches.append(_conv_ops.run_conv2d(source, dense * mask, plan, shape))
-                continue
-            if len(slots) > 1 and _merging_pays(source, kernels[0], len(slots), plan):
-                outputs = self._merged_slot_convs(source, [kernels[s] for s in slots], plan, shape)
-            else:
-                outputs = [_conv_ops.run_conv2d(source, kernels[s], plan, shape) for s in slots]
-            for slot, y in zip(slots, outputs, strict=True):
-                branches.append(_conv_ops.roll_blocks(y, -slot, t, groups))
-        y = branches[0] if len(branches) == 1 else tf.add_n(branches)
+        compute = {SLOTS: self._slot_convs, MASKED: self._masked_convs, SPLIT: self._split_convs}
+        y = compute[self._formulation](x, kernels)
         if self.use_bias:
             y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
         if self.activation is not None:
             y = self.activation(y)
         return tf.cast(y, self.compute_dtype)
 
-    def _narrow_blocks(self):
-        """Blocks of fewer than 8 input channels: the groups-t convs are then so thin that one
-        grouped conv per distinct dilation with the other dilations' weights masked to zero
-        (the authors' approach, more FLOPs) is faster (measured at 16 channels, t = 4)."""
-        return self.kernel.shape[3] < MASKED_BELOW_BLOCK_CHANNELS
+    # ------------------------------------------------------------------ formulations
+    def _dilation_branches(self, x):
+        """(dilation, slots, plan, prepared input) per distinct dilation; slots of equal
+        padding and subsampling share one prepared input."""
+        by_dilation = {}
+        for slot, dilation in enumerate(self.dilation_pattern):
+            by_dilation.setdefault(dilation, []).append(slot)
+        prepared = {}
+        for dilation, slots in by_dilation.items():
+            plan = _conv_ops.plan_conv2d(
+                x.shape, self.kernel_size, self.strides, dilation, self._branch_padding(dilation)
+            )
+            if plan.input_key not in prepared:
+                prepared[plan.input_key] = _conv_ops.prepare_input(x, plan)
+            yield dilation, slots, plan, prepared[plan.input_key]
+
+    def _slot_convs(self, x, kernels):
+        """One grouped conv (t * groups groups) per slot; output blocks rolled into place."""
+        t, groups, shape = self.cyclic_interval, self.groups, tf.shape(x)
+        branches = []
+        for _, slots, plan, source in self._dilation_branches(x):
+            if len(slots) > 1 and _merging_pays(source, kernels[0], len(slots), plan):
+                outputs = self._merged_slot_convs(source, [kernels[s] for s in slots], plan, shape)
+            else:
+                outputs = [_conv_ops.run_conv2d(source, kernels[s], plan, shape) for s in slots]
+            for slot, y in zip(slots, outputs, strict=True):
+                branches.append(_conv_ops.roll_blocks(y, -slot, t, groups))
+        return _sum(branches)
+
+    def _masked_convs(self, x, kernels):
+        """One dense (or `groups`-grouped) conv per distinct dilation, the kernel entries of the
+        other dilations masked to zero: more FLOPs, fewer and wider convolutions."""
+        dense = slots_to_dense(tf.stack(kernels), self.groups)
+        shape = tf.shape(x)
+        branches = []
+        for dilation, _, plan, source in self._dilation_branches(x):
+            mask = tf.constant(self._dilation_mask(dilation, dense.shape), dense.dtype)
+            branches.append(_conv_ops.run_conv2d(source, dense * mask, plan, shape))
+        return _sum(branches)
+
+    def _split_convs(self, x, kernels):
+        """Per input block and distinct dilation, one ungrouped conv producing every output block
+        that block feeds at that dilation; contributions summed per output block."""
+        t, groups, shape = self.cyclic_interval, self.groups, tf.shape(x)
+        contributions = [[] for _ in range(groups * t)]
+        for _, slots, plan, source in self._dilation_branches(x):
+            # tf.split, not slices: a slice's gradient writes a zero tensor of the whole input.
+            inputs = tf.split(source, groups * t, axis=-1)
+            columns = [tf.split(kernels[s], groups * t, axis=-1) for s in slots]
+            for index, block_input in enumerate(inputs):
+                kernel = tf.concat([slot_columns[index] for slot_columns in columns], axis=-1)
+                y = _conv_ops.run_conv2d(block_input, kernel, plan, shape)
+                parts = tf.split(y, len(slots), axis=-1) if len(slots) > 1 else [y]
+                group, block = divmod(index, t)
+                for slot, part in zip(slots, parts, strict=True):
+                    contributions[group * t + (block - slot) % t].append(part)
+        return tf.concat([_sum(parts) for parts in contributions], axis=-1)
 
     def _dilation_mask(self, dilation, dense_shape):
         """0/1 mask of the Keras-layout kernel entries applied with `dilation`."""
@@ -344,11 +390,7 @@ class PSConv2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         sizes = [
             _conv_ops.output_size(
-                input_shape[axis + 1],
-                self.kernel_size[axis],
-                self.strides[axis],
-                1,
-                pad,
+                input_shape[axis + 1], self.kernel_size[axis], self.strides[axis], 1, pad
             )
             for axis, pad in enumerate(self._branch_padding(1))
         ]
@@ -379,37 +421,37 @@ class PSConv2D(keras.layers.Layer):
 
     # ------------------------------------------------------------------ PS specifics
     @property
-    def dilation_matrix(self):
+    def dilation_matrix(self) -> np.ndarray:
         """The block dilation matrix `D` (t × t): rows output blocks, columns input blocks."""
         t = self.cyclic_interval
         return np.array(
             [[self.dilation_pattern[(k - o) % t] for k in range(t)] for o in range(t)], "int64"
         )
 
-    def dense_kernel(self):
+    def dense_kernel(self) -> np.ndarray:
         """The paper's kernel G in the Keras `Conv2D` layout `(kh, kw, C_in/groups, filters)`:
         entry `[i, j, k, c]` is applied with dilation D[c, k] (NumPy array)."""
         return np.asarray(slots_to_dense(self.kernel, self.groups))
 
-    def set_dense_kernel(self, dense_kernel):
+    def set_dense_kernel(self, dense_kernel: Any) -> None:
         """Sets the kernel from G in the Keras `Conv2D` layout (e.g. a vanilla conv's kernel)."""
-        self.kernel.assign(
-            dense_to_slots(tf.cast(dense_kernel, self.kernel.dtype), self.cyclic_interval,
-                           self.groups)
-        )
+        dense = tf.cast(dense_kernel, self.kernel.dtype)
+        self.kernel.assign(dense_to_slots(dense, self.cyclic_interval, self.groups))
 
     def _branch_padding(self, dilation):
         """Per-side zero padding of a branch of dilation r: ((ph, ph), (pw, pw))."""
         extra = 0 if self.padding == "same" else 1
-        return tuple(
-            ((dilation - extra) * (k - 1) // 2,) * 2 for k in self.kernel_size
-        )
+        return tuple(((dilation - extra) * (k - 1) // 2,) * 2 for k in self.kernel_size)
+
+
+def _sum(tensors):
+    return tensors[0] if len(tensors) == 1 else tf.add_n(tensors)
 
 
 def _merging_pays(source, kernel, slots, plan):
     """Merging slots saves passes over their common input but copies their kernels (every call)
-    and splits the merged output (a copy): measured worth it for strided convolutions (outputs
-    a quarter of the input) whose static input holds more elements than the merged kernel."""
+    and splits the merged output (a copy): worth it for strided convolutions (outputs a quarter
+    of the input) whose static input holds more elements than the merged kernel."""
     if plan.rows.strides * plan.cols.strides < 2:
         return False
     size = 1
@@ -418,7 +460,27 @@ def _merging_pays(source, kernel, slots, plan):
     return size > slots * int(np.prod(kernel.shape))
 
 
-def psconv_factory(cyclic_interval=4, dilation_pattern=None, **overrides):
+_warned_without_onednn = False
+
+
+def _warn_without_onednn():
+    """Once per process: PSConv2D without oneDNN is correct but slower."""
+    global _warned_without_onednn
+    if _warned_without_onednn:
+        return
+    _warned_without_onednn = True
+    warnings.warn(
+        "TensorFlow runs without oneDNN here, whose CPU kernels lack fast grouped and dilated "
+        f"convolutions: PSConv2D is about {_ONEDNN_SPEEDUP:.1f}x slower than with oneDNN. Set "
+        "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported to use it.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def psconv_factory(
+    cyclic_interval: int = 4, dilation_pattern: Sequence[int] | None = None, **overrides: Any
+) -> ConvFactory:
     """A conv factory for `keras_structconv.convert` and the model builders:
     `factory(template_conv2d) -> PSConv2D` with the template's configuration (see
     `PSConv2D.from_conv`) and the given cyclic interval, pattern and overrides.
@@ -430,49 +492,11 @@ def psconv_factory(cyclic_interval=4, dilation_pattern=None, **overrides):
     >>> model = keras_structconv.convert(
     ...     keras.applications.ResNet50(weights=None), conv=psconv_factory(cyclic_interval=4))
     """
-
-    def factory(template):
-        return PSConv2D.from_conv(
-            template, cyclic_interval=cyclic_interval, dilation_pattern=dilation_pattern,
-            **overrides
-        )
-
-    factory.cyclic_interval = cyclic_interval
-    factory.dilation_pattern = dilation_pattern
-    return factory
+    options = {"cyclic_interval": cyclic_interval, "dilation_pattern": dilation_pattern}
+    return ConvFactory(PSConv2D.from_conv, {**options, **overrides})
 
 
 # ---------------------------------------------------------------------- argument validation
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def _positive_pair(value, name):
-    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(pair) != 2:
-        raise ValueError(f"`{name}` must be an int or a pair of ints. Received: {name}={value!r}")
-    return tuple(_positive_int(v, name) for v in pair)
-
-
-def _odd_pair(value):
-    pair = _positive_pair(value, "kernel_size")
-    if any(k % 2 == 0 for k in pair):
-        raise ValueError(
-            "`kernel_size` must be odd (the dilated taps are centred on the output pixel). "
-            f"Received: kernel_size={value!r}"
-        )
-    return pair
-
-
-def _padding(value):
-    padding = value.lower() if isinstance(value, str) else value
-    if padding not in ("same", "valid"):
-        raise ValueError(f"`padding` must be 'same' or 'valid'. Received: padding={value!r}")
-    return padding
-
-
 def _pattern(value, cyclic_interval):
     if value is None:
         return default_dilation_pattern(cyclic_interval)
@@ -482,23 +506,12 @@ def _pattern(value, cyclic_interval):
             "`dilation_pattern` must hold `cyclic_interval` dilation rates. "
             f"Received: dilation_pattern={value!r}, cyclic_interval={cyclic_interval}"
         )
-    for rate in pattern:
-        if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate < 1:
-            raise ValueError(
-                "`dilation_pattern` must hold positive integer dilation rates. "
-                f"Received: dilation_pattern={value!r}"
-            )
-    return tuple(int(rate) for rate in pattern)
-
-
-def _channels_last(data_format):
-    data_format = data_format or keras.config.image_data_format()
-    if data_format != "channels_last":
+    if not all(_validation.is_int(rate) and rate >= 1 for rate in pattern):
         raise ValueError(
-            "PSConv2D supports only data_format='channels_last' (NHWC). "
-            f"Received: data_format={data_format!r}"
+            "`dilation_pattern` must hold positive integer dilation rates. "
+            f"Received: dilation_pattern={value!r}"
         )
-    return data_format
+    return tuple(int(rate) for rate in pattern)
 
 
 def _check_divisible(channels, name, cyclic_interval, groups):

@@ -19,6 +19,8 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_structconv.layers.conv_factory import folds_zero_padding
+
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
@@ -123,7 +125,7 @@ def conv(x, filters, kernel_size, strides, name, factory=None):
         name=f"{name}_conv",
     )
     zero_padding = ((pad, pad), (pad, pad))
-    if factory is not None and explicit_pad and getattr(factory, "folds_zero_padding", False):
+    if factory is not None and explicit_pad and folds_zero_padding(factory):
         return _named(factory(template, zero_padding=zero_padding), template.name)(x)
     if explicit_pad:
         x = keras.layers.ZeroPadding2D(zero_padding, name=f"{name}_pad")(x)
@@ -235,28 +237,7 @@ class OptionAShortcut(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
-def conv_variant(vanilla, name, make_conv, conv_defaults, doc):
-    """The builder `vanilla` with its 3×3 convolutions made by `make_conv(**conv_args)`.
-
-    The PS- and Tree- builders are all this: the returned builder takes `vanilla`'s keyword
-    arguments except `conv`, plus the `conv_defaults` arguments (e.g. `{"depth": 3}`), which it
-    passes to `make_conv` to get the `conv` factory.
-
-    Args:
-        vanilla: one of our builders (taking `conv=` and `name=`).
-        name: the default model name.
-        make_conv: `make_conv(**conv_args) -> conv factory`.
-        conv_defaults: `{argument: default}` of the arguments that go to `make_conv`.
-        doc: the builder's docstring.
-    """
-
-    def builder(*, name=name, **kwargs):
-        if kwargs.get("conv") is not None:
-            raise ValueError(
-                f"{builder.__name__} sets `conv` itself. Received: conv={kwargs['conv']!r}"
-            )
-        conv_args = {key: kwargs.pop(key, default) for key, default in conv_defaults.items()}
-        return vanilla(conv=make_conv(**conv_args), name=name, **kwargs)
-
-    builder.__doc__ = doc
-    return builder
+def check_no_conv(builder_name, kwargs):
+    """A PS-/Tree- builder makes its own `conv` factory: refuse one passed by the caller."""
+    if kwargs.get("conv") is not None:
+        raise ValueError(f"{builder_name} sets `conv` itself. Received: conv={kwargs['conv']!r}")

@@ -2,7 +2,7 @@
 
 Reference: Li, Song, Wu, Xue, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
 CVPR 2019 (arXiv:1711.05847), Section 4 and Table 1; architecture details read off the authors'
-released code (see `../shared/SPEC.md` Appendix A).
+released code.
 
 Architecture. A stem, then stages of `AOGBlock`s (`keras_structconv.layers.AOGBlock`):
 
@@ -27,15 +27,29 @@ configuration defines it, so its exact structure cannot be reproduced. Build a s
 
 No pretrained weights exist for these Keras models (and this library never downloads), so
 `weights` must be None.
+
+Example:
+
+```python
+model = keras_structconv.models.AOGNetCIFAR(classes=100)
+```
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 
 from keras_structconv.layers.aog_block import AOGBlock
 from keras_structconv.models import _blocks
+from keras_structconv.models._registry import register_model
 
 
-def stage_widths(in_channels, out_channels, num_blocks, num_primitives):
+def stage_widths(
+    in_channels: int, out_channels: int, num_blocks: int, num_primitives: int
+) -> list[int]:
     """Output channels of each block of a stage (the released code's schedule, see above)."""
     step = (out_channels - in_channels) // num_blocks
     quotient, remainder = divmod(step, num_primitives)
@@ -53,8 +67,13 @@ def _conv_bn_relu(x, filters, kernel_size, name, strides=1, kernel_regularizer=N
     else:
         padding = "same"
     x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-        kernel_initializer=_blocks.conv_initializer(), kernel_regularizer=kernel_regularizer,
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer=_blocks.conv_initializer(),
+        kernel_regularizer=kernel_regularizer,
         name=f"{name}_conv",
     )(x)
     x = _blocks.batch_norm(x, f"{name}_bn")
@@ -71,24 +90,30 @@ def _check_lengths(num_stages, **lists):
 
 
 def AOGNet(
-    filters,
-    num_primitives,
-    blocks,
-    prune_modes,
-    drop_rates=None,
-    lateral=True,
-    stem="imagenet",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    kernel_regularizer=None,
-    name="aognet",
-):
-    """Builds an AOGNet (see the module docstring for the architecture).
+    *,
+    filters: Sequence[int],
+    num_primitives: Sequence[int],
+    blocks: Sequence[int],
+    prune_modes: Sequence[int | None],
+    drop_rates: Sequence[float] | None = None,
+    lateral: bool = True,
+    stem: str = "imagenet",
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    kernel_regularizer: keras.regularizers.Regularizer | str | None = None,
+    name: str = "aognet",
+) -> keras.Model:
+    """An AOGNet of any configuration (Li et al. 2019, §4): a stem, then stages of `AOGBlock`s.
+
+    Stage s maps `filters[s]` to `filters[s + 1]` channels with `blocks[s]` blocks of
+    `num_primitives[s]` primitives; stages after the first start with a 1×1 transition conv and
+    2×2 average pooling. `AOGNet12M`, `AOGNet40M` and `AOGNetCIFAR` are the released
+    configurations; the module docstring describes the layout.
 
     Args:
         filters: channels after the stem, then after each stage (`len(filters) - 1` stages).
@@ -97,22 +122,31 @@ def AOGNet(
         prune_modes: pruning mode of each stage (None/0, 1 or 2; see `keras_structconv.aog`).
         drop_rates: SpatialDropout rate inside the blocks of each stage (default all 0).
         lateral: lateral connections in every block.
-        stem: `"imagenet"` (three 3x3 convs, first strided, + 2x2 max-pool) or `"cifar"` (one
-            3x3 conv).
-        include_top: whether to add the global-average-pool + Dense classifier.
+        stem: `"imagenet"` (three 3×3 convs, the first strided, + 2×2 max-pool) or `"cifar"`
+            (one 3×3 conv).
+        include_top: whether to end with global average pooling and a dense classifier.
         weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
             downloaded).
-        input_tensor: optional Keras tensor (or tensor) to use as the model input.
-        input_shape: `(height, width, 3)`; default 224x224 (ImageNet stem) or 32x32 (CIFAR stem)
-            with the top, `(None, None, 3)` without.
-        pooling: without the top: None (4D output), `"avg"` or `"max"` (global pooling).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, 3)`; default 224×224 (ImageNet stem) or 32×32 (CIFAR
+            stem) with the top, `(None, None, 3)` without.
+        pooling: without the top, None (4D feature map), "avg" or "max".
         classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier (None for logits).
+        classifier_activation: activation of the classifier ("softmax", None for logits).
         kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
         name: model name.
 
     Returns:
         A functional `keras.Model`.
+
+    Example:
+
+    >>> model = AOGNet(
+    ...     filters=[8, 16, 24], num_primitives=[2, 2], blocks=[1, 1], prune_modes=[1, 2],
+    ...     stem="cifar", classes=10,
+    ... )
+    >>> model.output_shape
+    (None, 10)
     """
     _blocks.check_weights(weights)
     if stem not in ("imagenet", "cifar"):
@@ -163,7 +197,7 @@ def AOGNet(
     return keras.Model(model_inputs, x, name=name)
 
 
-# The released configurations (SPEC Appendix A); the rest of `AOGNet`'s arguments are free.
+# The released configurations; the rest of `AOGNet`'s arguments are free.
 AOGNET_12M = {
     "filters": [32, 128, 256, 512, 824],
     "num_primitives": [2, 2, 4, 4],
@@ -182,60 +216,174 @@ AOGNET_CIFAR = {
 }
 
 
-def AOGNet12M(name="aognet12m", **kwargs):
-    """AOGNet-12M for ImageNet: 12,259,099 trainable parameters with 1000 classes.
+@register_model
+def AOGNet12M(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    lateral: bool = True,
+    kernel_regularizer: keras.regularizers.Regularizer | str | None = None,
+    name: str = "aognet12m",
+) -> keras.Model:
+    """AOGNet-12M for ImageNet (Li et al. 2019, Table 1): 12,259,099 trainable weights with 1000
+    classes, as the authors' released network.
 
-    filters `[32, 128, 256, 512, 824]`, N `[2, 2, 4, 4]`, blocks `[2, 2, 2, 1]`, pruning modes
-    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages.
+    The ImageNet stem, then four stages: filters `[32, 128, 256, 512, 824]`, N `[2, 2, 4, 4]`,
+    blocks `[2, 2, 2, 1]`, pruning modes `[1, 2, 1, 2]`, dropout 0.1 in the last two stages.
 
     Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
+            downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, 3)`; default (224, 224, 3) with the top, `(None, None, 3)`
+            without.
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        lateral: lateral connections in every block.
+        kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
         name: model name.
-        **kwargs: `AOGNet`'s other arguments, as in `keras.applications` (`include_top`,
-            `weights` (must be None), `input_tensor`, `input_shape`, `pooling`, `classes`,
-            `classifier_activation`), and `lateral`, `kernel_regularizer`.
+
+    Returns:
+        A functional `keras.Model`.
 
     Example:
 
-    >>> model = AOGNet12M(weights=None, input_shape=(64, 64, 3))
-    >>> model.output_shape
+    >>> AOGNet12M(input_shape=(64, 64, 3)).output_shape
     (None, 1000)
     """
-    return AOGNet(**AOGNET_12M, name=name, **kwargs)
+    return AOGNet(
+        **AOGNET_12M,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        lateral=lateral,
+        kernel_regularizer=kernel_regularizer,
+        name=name,
+    )
 
 
-def AOGNet40M(name="aognet40m", **kwargs):
-    """AOGNet-40M for ImageNet: 40,153,004 trainable parameters with 1000 classes.
+@register_model
+def AOGNet40M(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    lateral: bool = True,
+    kernel_regularizer: keras.regularizers.Regularizer | str | None = None,
+    name: str = "aognet40m",
+) -> keras.Model:
+    """AOGNet-40M for ImageNet (Li et al. 2019, Table 1): 40,153,004 trainable weights with 1000
+    classes, as the authors' released network.
 
-    filters `[56, 224, 448, 896, 1400]`, N `[2, 2, 4, 4]`, blocks `[2, 2, 3, 1]`, pruning modes
-    `[1, 2, 1, 2]`, laterals, dropout 0.1 in the last two stages. Arguments as `AOGNet12M`.
-
-    Example:
-
-    >>> model = AOGNet40M(include_top=False, pooling="avg", input_shape=(64, 64, 3))
-    >>> model.output_shape
-    (None, 1400)
-    """
-    return AOGNet(**AOGNET_40M, name=name, **kwargs)
-
-
-def AOGNetCIFAR(classes=10, drop_rate=0.0, name="aognet_cifar", **kwargs):
-    """A small AOGNet for CIFAR: 812,695 trainable parameters with 100 classes.
-
-    3x3 stem, three stages, N = 4, filters `[32, 64, 128, 248]`, blocks `[1, 1, 1]`, pruning modes
-    `[1, 2, 1]`, laterals; 32x32 inputs are pooled to 8x8 by the two transitions.
+    The ImageNet stem, then four stages: filters `[56, 224, 448, 896, 1400]`, N `[2, 2, 4, 4]`,
+    blocks `[2, 2, 3, 1]`, pruning modes `[1, 2, 1, 2]`, dropout 0.1 in the last two stages.
 
     Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
+            downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, 3)`; default (224, 224, 3) with the top, `(None, None, 3)`
+            without.
+        pooling: without the top, None (4D feature map), "avg" or "max".
         classes: number of classes of the classifier.
-        drop_rate: SpatialDropout rate inside every block.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        lateral: lateral connections in every block.
+        kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
         name: model name.
-        **kwargs: `AOGNet`'s other arguments, as for `AOGNet12M`.
+
+    Returns:
+        A functional `keras.Model`.
 
     Example:
 
-    >>> model = AOGNetCIFAR(classes=100)
-    >>> model.output_shape
+    >>> AOGNet40M(include_top=False, pooling="avg", input_shape=(64, 64, 3)).output_shape
+    (None, 1400)
+    """
+    return AOGNet(
+        **AOGNET_40M,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        lateral=lateral,
+        kernel_regularizer=kernel_regularizer,
+        name=name,
+    )
+
+
+@register_model
+def AOGNetCIFAR(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 10,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    drop_rate: float = 0.0,
+    lateral: bool = True,
+    kernel_regularizer: keras.regularizers.Regularizer | str | None = None,
+    name: str = "aognet_cifar",
+) -> keras.Model:
+    """A small AOGNet for CIFAR: 812,695 trainable weights with 100 classes.
+
+    One 3×3 stem conv, then three stages: filters `[32, 64, 128, 248]`, N = 4, blocks
+    `[1, 1, 1]`, pruning modes `[1, 2, 1]`; the two transitions pool 32×32 inputs to 8×8.
+
+    Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
+            downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, 3)`; default (32, 32, 3) with the top, `(None, None, 3)`
+            without.
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        drop_rate: SpatialDropout rate inside every block.
+        lateral: lateral connections in every block.
+        kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> AOGNetCIFAR(classes=100).output_shape
     (None, 100)
     """
     return AOGNet(
-        **AOGNET_CIFAR, drop_rates=[drop_rate] * 3, classes=classes, name=name, **kwargs
+        **AOGNET_CIFAR,
+        drop_rates=[drop_rate] * len(AOGNET_CIFAR["blocks"]),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        lateral=lateral,
+        kernel_regularizer=kernel_regularizer,
+        name=name,
     )

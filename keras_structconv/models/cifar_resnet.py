@@ -23,31 +23,40 @@ model = keras_structconv.models.ResNet20()  # (32, 32, 3) inputs, 10 classes
 ```
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import keras
 
 from keras_structconv.models import _blocks
+from keras_structconv.models._registry import register_model
 
 __all__ = ["CifarResNet18", "CifarResNet50", "ResNet20", "ResNet56"]
 
+# (filters, blocks, strides) of one stage; stages are named conv2, conv3, ...
+_Stage = tuple[int, int, int]
+
 
 def _cifar_resnet(
-    name,
-    stem_filters,
-    stages,
-    block,
+    name: str,
+    stem_filters: int,
+    stages: Sequence[_Stage],
+    block: Callable[..., Any],
     *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-    **block_kwargs,
-):
-    """`stages`: (filters, blocks, strides) per stage, named conv2, conv3, ..."""
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 10,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    **block_kwargs: Any,
+) -> keras.Model:
+    """The CIFAR ResNet family: a 3×3 stem (`stem_filters`), then `stages` of `block`."""
     _blocks.check_weights(weights)
     _blocks.check_head(include_top, pooling, classes)
     image, inputs = _blocks.model_input(input_tensor, input_shape, (32, 32, 3))
@@ -68,68 +77,255 @@ def _cifar_resnet(
     return keras.Model(inputs, x, name=name)
 
 
-def _he_cifar(name, depth, **kwargs):
+def _he_stages(depth: int) -> tuple[_Stage, ...]:
+    """He et al.'s three stages of (depth - 2) / 6 basic blocks with 16, 32, 64 filters."""
     blocks = (depth - 2) // 6
-    stages = ((16, blocks, 1), (32, blocks, 2), (64, blocks, 2))
-    return _cifar_resnet(name, 16, stages, _blocks.basic_block, shortcut="A", **kwargs)
+    return ((16, blocks, 1), (32, blocks, 2), (64, blocks, 2))
 
 
-_ARGS_DOC = """
-    Args (keyword-only; the names and defaults of `keras.applications`):
+def _wide_stages(blocks_per_stage: Sequence[int]) -> tuple[_Stage, ...]:
+    """The TAM paper's CIFAR ResNets' four stages of 64, 128, 256, 512 filters."""
+    return tuple(zip((64, 128, 256, 512), blocks_per_stage, (1, 2, 2, 2), strict=True))
+
+
+@register_model
+def ResNet20(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 10,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    name: str = "resnet20",
+) -> keras.Model:
+    """He et al.'s CIFAR ResNet-20 (§4.2, n = 3): 269,722 trainable weights with 10 classes.
+
+    A 3×3 stem with 16 filters, three stages of 3 basic blocks with 16, 32 and 64 filters
+    (strides 1, 2, 2), parameter-free option-A shortcuts (subsampling and zero channels), global
+    average pooling and a dense classifier.
+
+    Args:
         include_top: whether to end with global average pooling and a dense classifier.
         weights: must be None (no pretrained weights are shipped; nothing is downloaded).
         input_tensor: optional Keras tensor to build the model on.
         input_shape: `(height, width, channels)`, default (32, 32, 3).
-        pooling: without the top, None (4-D feature map), "avg" or "max".
-        classes: number of classes of the classifier (default 10).
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
         classifier_activation: activation of the classifier ("softmax", None for logits).
-        conv: optional factory `conv(template_conv2d) -> Layer` for the 3×3 convolutions{which}.
-        attention: optional factory `attention(channels) -> Layer` placed on the residual branch
-            before each add.
+        conv: optional factory `conv(template_conv2d) -> Layer` building both 3×3 convolutions
+            of every basic block (not the stem) from their unbuilt `Conv2D` templates.
+        attention: optional factory `attention(channels) -> Layer` placed on the residual
+            branch before each add.
         name: model name.
 
     Returns:
         A functional `keras.Model`.
-"""
 
+    Example:
 
-def ResNet20(*, name="resnet20", **kwargs):
-    return _he_cifar(name, 20, **kwargs)
-
-
-def ResNet56(*, name="resnet56", **kwargs):
-    return _he_cifar(name, 56, **kwargs)
-
-
-def _wide_stages(blocks_per_stage):
-    """(filters, blocks, strides) of the TAM paper's CIFAR ResNets' four stages."""
-    return tuple(zip((64, 128, 256, 512), blocks_per_stage, (1, 2, 2, 2), strict=True))
-
-
-def CifarResNet18(*, name="cifar_resnet18", **kwargs):
-    return _cifar_resnet(name, 64, _wide_stages((2, 2, 2, 2)), _blocks.basic_block, **kwargs)
-
-
-def CifarResNet50(*, name="cifar_resnet50", **kwargs):
+    >>> ResNet20().output_shape  # (32, 32, 3) inputs
+    (None, 10)
+    """
     return _cifar_resnet(
-        name, 64, _wide_stages((3, 4, 6, 3)), _blocks.bottleneck_block, **kwargs
+        name,
+        16,
+        _he_stages(20),
+        _blocks.basic_block,
+        shortcut="A",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        conv=conv,
+        attention=attention,
     )
 
 
-_BASIC = " (both 3×3 convs of every basic block, not the stem)"
-ResNet20.__doc__ = (
-    "He et al.'s CIFAR ResNet-20 (3 stages × 3 basic blocks, option-A shortcuts).\n"
-    + _ARGS_DOC.format(which=_BASIC)
-)
-ResNet56.__doc__ = (
-    "He et al.'s CIFAR ResNet-56 (3 stages × 9 basic blocks, option-A shortcuts).\n"
-    + _ARGS_DOC.format(which=_BASIC)
-)
-CifarResNet18.__doc__ = (
-    "The TAM paper's CIFAR ResNet-18 (64-filter 3×3 stem, basic blocks [2, 2, 2, 2]).\n"
-    + _ARGS_DOC.format(which=_BASIC)
-)
-CifarResNet50.__doc__ = (
-    "The TAM paper's CIFAR ResNet-50 (64-filter 3×3 stem, bottlenecks [3, 4, 6, 3]).\n"
-    + _ARGS_DOC.format(which=" (the middle 3×3 of every bottleneck, which carries the stride)")
-)
+@register_model
+def ResNet56(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 10,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    name: str = "resnet56",
+) -> keras.Model:
+    """He et al.'s CIFAR ResNet-56 (§4.2, n = 9): 853,018 trainable weights with 10 classes.
+
+    A 3×3 stem with 16 filters, three stages of 9 basic blocks with 16, 32 and 64 filters
+    (strides 1, 2, 2), parameter-free option-A shortcuts (subsampling and zero channels), global
+    average pooling and a dense classifier.
+
+    Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, channels)`, default (32, 32, 3).
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        conv: optional factory `conv(template_conv2d) -> Layer` building both 3×3 convolutions
+            of every basic block (not the stem) from their unbuilt `Conv2D` templates.
+        attention: optional factory `attention(channels) -> Layer` placed on the residual
+            branch before each add.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> ResNet56(classes=100).output_shape
+    (None, 100)
+    """
+    return _cifar_resnet(
+        name,
+        16,
+        _he_stages(56),
+        _blocks.basic_block,
+        shortcut="A",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        conv=conv,
+        attention=attention,
+    )
+
+
+@register_model
+def CifarResNet18(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 10,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    name: str = "cifar_resnet18",
+) -> keras.Model:
+    """The TAM paper's CIFAR ResNet-18: 11,173,962 trainable weights with 10 classes
+    (11,220,132 with 100).
+
+    The common "pytorch-cifar" layout: a 3×3 stem with 64 filters and no max-pooling, four
+    stages of basic blocks [2, 2, 2, 2] with 64, 128, 256 and 512 filters (strides 1, 2, 2, 2),
+    projection shortcuts (1×1 conv + BN) wherever the shape changes, global average pooling and
+    a dense classifier.
+
+    Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, channels)`, default (32, 32, 3).
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        conv: optional factory `conv(template_conv2d) -> Layer` building both 3×3 convolutions
+            of every basic block (not the stem) from their unbuilt `Conv2D` templates.
+        attention: optional factory `attention(channels) -> Layer` placed on the residual
+            branch before each add.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> CifarResNet18(include_top=False, pooling="avg").output_shape
+    (None, 512)
+    """
+    return _cifar_resnet(
+        name,
+        64,
+        _wide_stages((2, 2, 2, 2)),
+        _blocks.basic_block,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        conv=conv,
+        attention=attention,
+    )
+
+
+@register_model
+def CifarResNet50(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 10,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    name: str = "cifar_resnet50",
+) -> keras.Model:
+    """The TAM paper's CIFAR ResNet-50: 23,520,842 trainable weights with 10 classes
+    (23,705,252 with 100).
+
+    The common "pytorch-cifar" layout: a 3×3 stem with 64 filters and no max-pooling, four
+    stages of bottlenecks [3, 4, 6, 3] with 64, 128, 256 and 512 planes (outputs ×4; strides 1,
+    2, 2, 2 on the middle 3×3 conv), projection shortcuts (1×1 conv + BN) wherever the shape
+    changes, global average pooling and a dense classifier.
+
+    Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, channels)`, default (32, 32, 3).
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        conv: optional factory `conv(template_conv2d) -> Layer` building the middle 3×3
+            convolution of every bottleneck (which carries the stride) from its unbuilt
+            `Conv2D` template.
+        attention: optional factory `attention(channels) -> Layer` placed on the residual
+            branch before each add.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> CifarResNet50(classes=100).output_shape
+    (None, 100)
+    """
+    return _cifar_resnet(
+        name,
+        64,
+        _wide_stages((3, 4, 6, 3)),
+        _blocks.bottleneck_block,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        conv=conv,
+        attention=attention,
+    )

@@ -25,8 +25,14 @@ model = keras_structconv.models.PSResNet50(input_shape=(224, 224, 3), classes=10
 ```
 """
 
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
 from keras_structconv.layers.ps_conv import psconv_factory
 from keras_structconv.models import _blocks, cifar_resnet, resnet, resnext
+from keras_structconv.models._registry import register_model
 
 __all__ = [
     "PSResNeXt29_16x64d",
@@ -40,49 +46,226 @@ __all__ = [
 ]
 
 
-def _ps_variant(vanilla, name, what):
-    """The builder `vanilla` with `conv=psconv_factory(cyclic_interval, dilation_pattern)`."""
-    builder = _blocks.conv_variant(
-        vanilla,
-        name,
-        psconv_factory,
-        {"cyclic_interval": 4, "dilation_pattern": None},
-        doc=(
-            f"{what}: `{vanilla.__name__}` with PSConv2D 3×3 convolutions.\n\n"
-            "    Args (keyword-only): those of `keras_structconv.models."
-            f"{vanilla.__name__}` (except `conv`), plus\n"
-            "        cyclic_interval: t, the length of the dilation cycle (default 4).\n"
-            "        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, "
-            "otherwise\n"
-            "            slot 1 dilated by 2 and the others by 1 (the paper's Table 3).\n\n"
-            "    Returns:\n"
-            "        A functional `keras.Model` with the vanilla model's parameter count.\n"
-        ),
+@register_model
+def PSResNet50(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnet50",
+    **kwargs: Any,
+) -> keras.Model:
+    """PS-ResNet-50 (paper Table 1): `ResNet50` (v1.5) with the 3×3 conv of every bottleneck a
+    PSConv2D; 25,557,032 trainable weights with 1000 classes, as the vanilla model.
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNet50", kwargs)
+    return resnet.ResNet50(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
     )
-    builder.__name__ = builder.__qualname__ = "PS" + vanilla.__name__
-    return builder
 
 
-PSResNet50 = _ps_variant(resnet.ResNet50, "ps_resnet50", "PS-ResNet-50 (paper Table 1)")
-PSResNet101 = _ps_variant(resnet.ResNet101, "ps_resnet101", "PS-ResNet-101 (paper Table 1)")
-PSResNeXt50_32x4d = _ps_variant(
-    resnext.ResNeXt50_32x4d, "ps_resnext50_32x4d", "PS-ResNeXt-50 32×4d (paper Table 1)"
-)
-PSResNeXt101_32x4d = _ps_variant(
-    resnext.ResNeXt101_32x4d, "ps_resnext101_32x4d", "PS-ResNeXt-101 32×4d (paper Table 1)"
-)
-PSResNeXt29_8x64d = _ps_variant(
-    resnext.ResNeXt29_8x64d, "ps_resnext29_8x64d", "CIFAR PS-ResNeXt-29 8×64d (paper Table 6)"
-)
-PSResNeXt29_16x64d = _ps_variant(
-    resnext.ResNeXt29_16x64d, "ps_resnext29_16x64d",
-    "CIFAR PS-ResNeXt-29 16×64d (paper Table 6)",
-)
-PSResNet20 = _ps_variant(
-    cifar_resnet.ResNet20, "ps_resnet20",
-    "PS-ResNet-20 (this library's extension, not in the paper; every 3×3 conv but the stem)",
-)
-PSResNet56 = _ps_variant(
-    cifar_resnet.ResNet56, "ps_resnet56",
-    "PS-ResNet-56 (this library's extension, not in the paper; every 3×3 conv but the stem)",
-)
+@register_model
+def PSResNet101(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnet101",
+    **kwargs: Any,
+) -> keras.Model:
+    """PS-ResNet-101 (paper Table 1): `ResNet101` (v1.5) with the 3×3 conv of every bottleneck a
+    PSConv2D; the vanilla model's parameter count.
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNet101", kwargs)
+    return resnet.ResNet101(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
+    )
+
+
+@register_model
+def PSResNeXt50_32x4d(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnext50_32x4d",
+    **kwargs: Any,
+) -> keras.Model:
+    """PS-ResNeXt-50 32×4d (paper Table 1): `ResNeXt50_32x4d` with every grouped 3×3 conv a
+    PSConv2D applying the pattern inside each group.
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNeXt50_32x4d", kwargs)
+    return resnext.ResNeXt50_32x4d(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
+    )
+
+
+@register_model
+def PSResNeXt101_32x4d(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnext101_32x4d",
+    **kwargs: Any,
+) -> keras.Model:
+    """PS-ResNeXt-101 32×4d (paper Table 1): `ResNeXt101_32x4d` with every grouped 3×3 conv a
+    PSConv2D applying the pattern inside each group.
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNeXt101_32x4d", kwargs)
+    return resnext.ResNeXt101_32x4d(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
+    )
+
+
+@register_model
+def PSResNeXt29_8x64d(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnext29_8x64d",
+    **kwargs: Any,
+) -> keras.Model:
+    """CIFAR PS-ResNeXt-29 8×64d (paper Table 6): `ResNeXt29_8x64d` with every grouped 3×3 conv
+    a PSConv2D.
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNeXt29_8x64d", kwargs)
+    return resnext.ResNeXt29_8x64d(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
+    )
+
+
+@register_model
+def PSResNeXt29_16x64d(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnext29_16x64d",
+    **kwargs: Any,
+) -> keras.Model:
+    """CIFAR PS-ResNeXt-29 16×64d (paper Table 6): `ResNeXt29_16x64d` with every grouped 3×3
+    conv a PSConv2D.
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNeXt29_16x64d", kwargs)
+    return resnext.ResNeXt29_16x64d(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
+    )
+
+
+@register_model
+def PSResNet20(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnet20",
+    **kwargs: Any,
+) -> keras.Model:
+    """PS-ResNet-20: He et al.'s CIFAR `ResNet20` with every 3×3 conv but the stem a PSConv2D
+    (this library's extension for small experiments, not a model of the paper); 269,722
+    trainable weights with 10 classes, as the vanilla model.
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNet20", kwargs)
+    return cifar_resnet.ResNet20(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
+    )
+
+
+@register_model
+def PSResNet56(
+    *,
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    name: str = "ps_resnet56",
+    **kwargs: Any,
+) -> keras.Model:
+    """PS-ResNet-56: He et al.'s CIFAR `ResNet56` with every 3×3 conv but the stem a PSConv2D
+    (this library's extension, not a model of the paper).
+
+    Args:
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+    """
+    _blocks.check_no_conv("PSResNet56", kwargs)
+    return cifar_resnet.ResNet56(
+        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
+    )

@@ -57,6 +57,12 @@ from keras_structconv.quadtree.losses import QuadtreeLossWeights, quadtree_level
 __all__ = ["QGN", "qgn_encoder"]
 
 ENCODERS = ("resnet50", "resnet18")
+MIN_KERAS_FOR_RELOAD = (3, 15)
+
+
+def _keras_version():
+    return tuple(int(part) for part in keras.__version__.split(".")[:2])
+
 MAX_LEVELS = 6  # the encoders stop at stride 32 = 2**(6 - 1)
 # Decoder defaults for 6 levels (Table 7; index 0 = full resolution), truncated for fewer levels.
 DEFAULT_DECODER_FILTERS = (64, 64, 64, 128, 256)
@@ -215,8 +221,10 @@ class QGN(keras.Model):
         self._propagation = check_propagation(propagation)
         self.levels = _check_levels(levels)
         self.image_shape = _check_input_shape(input_shape, self.levels)
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)) or (
-            0 <= ignore_index < self.num_classes
+        if (
+            isinstance(ignore_index, bool)
+            or not isinstance(ignore_index, (int, np.integer))
+            or (0 <= ignore_index < self.num_classes)
         ):
             raise ValueError(
                 "`ignore_index` must be an integer that is not a class id "
@@ -246,7 +254,10 @@ class QGN(keras.Model):
         )
         self.decoder.build([tuple(output.shape) for output in self.encoder.outputs])
         self.quadtree_loss_weights = QuadtreeLossWeights(
-            self.levels, weighting=loss_weighting, gamma=gamma, momentum=beta_momentum,
+            self.levels,
+            weighting=loss_weighting,
+            gamma=gamma,
+            momentum=beta_momentum,
             name="quadtree_loss_weights",
         )
         self._loss_tracker = keras.metrics.Mean(name="loss")
@@ -437,9 +448,7 @@ class QGN(keras.Model):
                 "use 'pred' or 'all'. Received: propagation='gt'"
             )
         if input_signature is None:
-            input_signature = [
-                tf.TensorSpec((None, *self.image_shape), tf.float32, name="images")
-            ]
+            input_signature = [tf.TensorSpec((None, *self.image_shape), tf.float32, name="images")]
 
         def serve(images):
             return self(images, propagation=propagation, training=False)
@@ -474,5 +483,13 @@ class QGN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        # Keras before 3.15 rebuilds a QGN from its .keras file but restores none of the
+        # decoder's weights, without an error: refuse rather than return a wrong model.
+        if _keras_version() < MIN_KERAS_FOR_RELOAD:
+            raise ValueError(
+                "Rebuilding a QGN from its config (e.g. loading a .keras file) needs Keras >= "
+                f"{'.'.join(map(str, MIN_KERAS_FOR_RELOAD))}: older versions leave the "
+                "decoder's weights at their initial values. "
+                f"Received: keras.__version__={keras.__version__!r}"
+            )
         return cls(**config)
-

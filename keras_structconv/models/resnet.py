@@ -23,9 +23,15 @@ model = keras_structconv.models.ResNet50(input_shape=(224, 224, 3), classes=1000
 ```
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import keras
 
 from keras_structconv.models import _blocks
+from keras_structconv.models._registry import register_model
 
 __all__ = ["ResNet18", "ResNet50", "ResNet101"]
 
@@ -34,20 +40,21 @@ _STAGE_STRIDES = (1, 2, 2, 2)
 
 
 def _resnet(
-    name,
-    block,
-    blocks_per_stage,
+    name: str,
+    block: Callable[..., Any],
+    blocks_per_stage: Sequence[int],
     *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    conv=None,
-    attention=None,
-):
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+) -> keras.Model:
+    """The ResNet family: `block` (basic or bottleneck) repeated `blocks_per_stage` times."""
     _blocks.check_weights(weights)
     _blocks.check_head(include_top, pooling, classes)
     default_shape = (224, 224, 3) if include_top else (None, None, 3)
@@ -72,47 +79,181 @@ def _resnet(
     return keras.Model(inputs, x, name=name)
 
 
-_ARGS_DOC = """
-    Args (keyword-only; the names and defaults of `keras.applications`):
+@register_model
+def ResNet18(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    name: str = "resnet18",
+) -> keras.Model:
+    """ResNet-18 (He et al. 2016, torchvision layout): 11,689,512 trainable weights with 1000
+    classes.
+
+    A 7×7/2 stem with 3×3/2 max-pooling, then four stages of basic blocks [2, 2, 2, 2] with 64,
+    128, 256 and 512 filters (strides 1, 2, 2, 2), a projection shortcut wherever the shape
+    changes, global average pooling and a dense classifier.
+
+    Args:
         include_top: whether to end with global average pooling and a dense classifier.
         weights: must be None (no pretrained weights are shipped; nothing is downloaded).
         input_tensor: optional Keras tensor to build the model on.
         input_shape: `(height, width, channels)`; default (224, 224, 3), or (None, None, 3)
             without the top.
-        pooling: without the top, None (4-D feature map), "avg" or "max".
+        pooling: without the top, None (4D feature map), "avg" or "max".
         classes: number of classes of the classifier.
         classifier_activation: activation of the classifier ("softmax", None for logits).
-        conv: optional factory `conv(template_conv2d) -> Layer` for the 3×3 convolutions{which}.
-        attention: optional factory `attention(channels) -> Layer` placed on the residual branch
-            before each add.
+        conv: optional factory `conv(template_conv2d) -> Layer` building both 3×3 convolutions
+            of every basic block (not the stem) from their unbuilt `Conv2D` templates.
+        attention: optional factory `attention(channels) -> Layer` placed on the residual
+            branch before each add.
         name: model name.
 
     Returns:
         A functional `keras.Model`.
-"""
+
+    Example:
+
+    >>> ResNet18(input_shape=(64, 64, 3), classes=10).output_shape
+    (None, 10)
+    """
+    return _resnet(
+        name,
+        _blocks.basic_block,
+        (2, 2, 2, 2),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        conv=conv,
+        attention=attention,
+    )
 
 
-def ResNet18(*, name="resnet18", **kwargs):
-    return _resnet(name, _blocks.basic_block, (2, 2, 2, 2), **kwargs)
+@register_model
+def ResNet50(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    name: str = "resnet50",
+) -> keras.Model:
+    """ResNet-50 v1.5 (He et al. 2016, torchvision layout): 25,557,032 trainable weights with
+    1000 classes.
+
+    A 7×7/2 stem with 3×3/2 max-pooling, then four stages of bottlenecks [3, 4, 6, 3] with 64,
+    128, 256 and 512 planes (outputs ×4; strides 1, 2, 2, 2 on the 3×3 conv), a projection
+    shortcut wherever the shape changes, global average pooling and a dense classifier.
+
+    Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, channels)`; default (224, 224, 3), or (None, None, 3)
+            without the top.
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        conv: optional factory `conv(template_conv2d) -> Layer` building the 3×3 convolution of
+            every bottleneck (which carries the stride) from its unbuilt `Conv2D` template.
+        attention: optional factory `attention(channels) -> Layer` placed on the residual
+            branch before each add.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> ResNet50(include_top=False, pooling="avg", input_shape=(64, 64, 3)).output_shape
+    (None, 2048)
+    """
+    return _resnet(
+        name,
+        _blocks.bottleneck_block,
+        (3, 4, 6, 3),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        conv=conv,
+        attention=attention,
+    )
 
 
-def ResNet50(*, name="resnet50", **kwargs):
-    return _resnet(name, _blocks.bottleneck_block, (3, 4, 6, 3), **kwargs)
+@register_model
+def ResNet101(
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    conv: Callable[..., keras.layers.Layer] | None = None,
+    attention: Callable[[int], keras.layers.Layer] | None = None,
+    name: str = "resnet101",
+) -> keras.Model:
+    """ResNet-101 v1.5 (He et al. 2016, torchvision layout): 44,549,160 trainable weights with
+    1000 classes.
 
+    As `ResNet50` with bottlenecks [3, 4, 23, 3]: a 7×7/2 stem with 3×3/2 max-pooling, four
+    stages of 64, 128, 256 and 512 planes (outputs ×4; strides 1, 2, 2, 2 on the 3×3 conv),
+    global average pooling and a dense classifier.
 
-def ResNet101(*, name="resnet101", **kwargs):
-    return _resnet(name, _blocks.bottleneck_block, (3, 4, 23, 3), **kwargs)
+    Args:
+        include_top: whether to end with global average pooling and a dense classifier.
+        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(height, width, channels)`; default (224, 224, 3), or (None, None, 3)
+            without the top.
+        pooling: without the top, None (4D feature map), "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        conv: optional factory `conv(template_conv2d) -> Layer` building the 3×3 convolution of
+            every bottleneck (which carries the stride) from its unbuilt `Conv2D` template.
+        attention: optional factory `attention(channels) -> Layer` placed on the residual
+            branch before each add.
+        name: model name.
 
+    Returns:
+        A functional `keras.Model`.
 
-ResNet18.__doc__ = (
-    "ResNet-18 (torchvision: 7×7 stem + max-pool, basic blocks [2, 2, 2, 2]).\n"
-    + _ARGS_DOC.format(which=" (both 3×3 convs of every basic block, not the stem)")
-)
-ResNet50.__doc__ = (
-    "ResNet-50 v1.5 (torchvision: bottlenecks [3, 4, 6, 3], stride on the 3×3 conv).\n"
-    + _ARGS_DOC.format(which=" (the bottleneck 3×3 of every block, which carries the stride)")
-)
-ResNet101.__doc__ = (
-    "ResNet-101 v1.5 (torchvision: bottlenecks [3, 4, 23, 3], stride on the 3×3 conv).\n"
-    + _ARGS_DOC.format(which=" (the bottleneck 3×3 of every block, which carries the stride)")
-)
+    Example:
+
+    >>> ResNet101(input_shape=(64, 64, 3), classifier_activation=None).output_shape
+    (None, 1000)
+    """
+    return _resnet(
+        name,
+        _blocks.bottleneck_block,
+        (3, 4, 23, 3),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        conv=conv,
+        attention=attention,
+    )

@@ -17,9 +17,9 @@ ResNet50 are replaced with TreeConv" (depth 3; Table 1 ablates depths 1-4).
   (`keras_structconv.models.cifar_resnet`) with every 3×3 convolution but the stem replaced (our
   extension for small experiments; the paper's CIFAR model is a DARTS network).
 
-The authors' released variant (`variant="reference"`) needs static input sizes and
-`filters == input channels` in every replaced convolution: it fits the bottleneck ResNets, not the
-basic-block ones, whose first 3×3 of a stage widens the channels.
+With `variant="reference"` every replaced convolution is a `ReferenceTreeConv2D` (the authors'
+released form), which needs static input sizes and `filters == input channels`: it fits the
+bottleneck ResNets, not the basic-block ones, whose first 3×3 of a stage widens the channels.
 
 Example:
 
@@ -29,10 +29,13 @@ maps = model.get_layer("conv5_block3_2_conv").explain(features)  # see keras_str
 ```
 """
 
+from typing import Any
+
 import keras
 
 from keras_structconv.layers.tree_conv import treeconv_factory
 from keras_structconv.models import _blocks, cifar_resnet, resnet
+from keras_structconv.models._registry import register_model
 
 __all__ = [
     "TreeCifarResNet18",
@@ -46,41 +49,214 @@ __all__ = [
 ]
 
 
-def _tree(vanilla, name):
-    """The builder `vanilla` with `conv=treeconv_factory(depth, variant, fuse)`."""
-    build = _blocks.conv_variant(
-        vanilla,
-        name,
-        treeconv_factory,
-        {"depth": 3, "variant": "paper", "fuse": False},
-        doc=f"""Tree variant of `{vanilla.__name__}`: {vanilla.__doc__.split(chr(10))[0]}
+@register_model
+def TreeResNet18(
+    *,
+    depth: int = 3,
+    variant: str = "paper",
+    fuse: bool = False,
+    name: str = "tree_resnet18",
+    **kwargs: Any,
+) -> keras.Model:
+    """Tree-ResNet-18: `ResNet18` (torchvision layout) with both 3×3 convs of every basic block a
+    TreeConv2D.
 
-    Every 3×3 convolution the builder's `conv` factory receives (all but the stem) is a
-    `TreeConv2D(depth=depth, variant=variant, fuse=fuse)`.
-
-    Args (keyword-only): those of `keras_structconv.models.{vanilla.__name__}` (except `conv`),
-    plus
-        depth: tree depth of every TreeConv2D (1..5, default 3 as the paper).
-        variant: "paper" (default) or "reference" (the authors' gated form; needs a static
-            `input_shape` and channel-preserving 3×3 convolutions).
-        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off by default: in a ResNet the
-            next 1×1 fuses).
+    Args:
+        depth: tree depth of every TreeConv2D (1..5; the paper uses 3).
+        variant: "paper" (`TreeConv2D`) or "reference" (`ReferenceTreeConv2D`, the authors'
+            gated form; needs a static `input_shape` and channel-preserving 3×3 convolutions).
+        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off: in a ResNet the next 1×1
+            fuses).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
 
     Returns:
         A functional `keras.Model`.
-    """,
-    )
-    build.__name__ = build.__qualname__ = "Tree" + vanilla.__name__
-    return build
+    """
+    _blocks.check_no_conv("TreeResNet18", kwargs)
+    factory = treeconv_factory(depth=depth, variant=variant, fuse=fuse)
+    return resnet.ResNet18(conv=factory, name=name, **kwargs)
 
 
-TreeResNet18 = _tree(resnet.ResNet18, "tree_resnet18")
-TreeResNet50 = _tree(resnet.ResNet50, "tree_resnet50")
-TreeResNet101 = _tree(resnet.ResNet101, "tree_resnet101")
-TreeResNet20 = _tree(cifar_resnet.ResNet20, "tree_resnet20")
-TreeResNet56 = _tree(cifar_resnet.ResNet56, "tree_resnet56")
-TreeCifarResNet18 = _tree(cifar_resnet.CifarResNet18, "tree_cifar_resnet18")
-TreeCifarResNet50 = _tree(cifar_resnet.CifarResNet50, "tree_cifar_resnet50")
+@register_model
+def TreeResNet50(
+    *,
+    depth: int = 3,
+    variant: str = "paper",
+    fuse: bool = False,
+    name: str = "tree_resnet50",
+    **kwargs: Any,
+) -> keras.Model:
+    """Tree-ResNet-50 (paper §4.2): `ResNet50` (v1.5) with the 3×3 conv of every bottleneck a
+    TreeConv2D; 25,568,408 trainable weights at depth 3 with 1000 classes (ResNet-50's
+    25,557,032 plus 11,376 gates).
+
+    Args:
+        depth: tree depth of every TreeConv2D (1..5; the paper uses 3).
+        variant: "paper" (`TreeConv2D`) or "reference" (`ReferenceTreeConv2D`, the authors'
+            gated form; needs a static `input_shape` and channel-preserving 3×3 convolutions).
+        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off: in a ResNet the next 1×1
+            fuses).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    _blocks.check_no_conv("TreeResNet50", kwargs)
+    factory = treeconv_factory(depth=depth, variant=variant, fuse=fuse)
+    return resnet.ResNet50(conv=factory, name=name, **kwargs)
+
+
+@register_model
+def TreeResNet101(
+    *,
+    depth: int = 3,
+    variant: str = "paper",
+    fuse: bool = False,
+    name: str = "tree_resnet101",
+    **kwargs: Any,
+) -> keras.Model:
+    """Tree-ResNet-101: `ResNet101` (v1.5) with the 3×3 conv of every bottleneck a TreeConv2D.
+
+    Args:
+        depth: tree depth of every TreeConv2D (1..5; the paper uses 3).
+        variant: "paper" (`TreeConv2D`) or "reference" (`ReferenceTreeConv2D`, the authors'
+            gated form; needs a static `input_shape` and channel-preserving 3×3 convolutions).
+        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off: in a ResNet the next 1×1
+            fuses).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    _blocks.check_no_conv("TreeResNet101", kwargs)
+    factory = treeconv_factory(depth=depth, variant=variant, fuse=fuse)
+    return resnet.ResNet101(conv=factory, name=name, **kwargs)
+
+
+@register_model
+def TreeResNet20(
+    *,
+    depth: int = 3,
+    variant: str = "paper",
+    fuse: bool = False,
+    name: str = "tree_resnet20",
+    **kwargs: Any,
+) -> keras.Model:
+    """Tree-ResNet-20: He et al.'s CIFAR `ResNet20` with every 3×3 conv but the stem a TreeConv2D
+    (our extension for small experiments).
+
+    Args:
+        depth: tree depth of every TreeConv2D (1..5; the paper uses 3).
+        variant: "paper" (`TreeConv2D`) or "reference" (`ReferenceTreeConv2D`, the authors'
+            gated form; needs a static `input_shape` and channel-preserving 3×3 convolutions).
+        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off: in a ResNet the next 1×1
+            fuses).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    _blocks.check_no_conv("TreeResNet20", kwargs)
+    factory = treeconv_factory(depth=depth, variant=variant, fuse=fuse)
+    return cifar_resnet.ResNet20(conv=factory, name=name, **kwargs)
+
+
+@register_model
+def TreeResNet56(
+    *,
+    depth: int = 3,
+    variant: str = "paper",
+    fuse: bool = False,
+    name: str = "tree_resnet56",
+    **kwargs: Any,
+) -> keras.Model:
+    """Tree-ResNet-56: He et al.'s CIFAR `ResNet56` with every 3×3 conv but the stem a TreeConv2D
+    (our extension).
+
+    Args:
+        depth: tree depth of every TreeConv2D (1..5; the paper uses 3).
+        variant: "paper" (`TreeConv2D`) or "reference" (`ReferenceTreeConv2D`, the authors'
+            gated form; needs a static `input_shape` and channel-preserving 3×3 convolutions).
+        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off: in a ResNet the next 1×1
+            fuses).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    _blocks.check_no_conv("TreeResNet56", kwargs)
+    factory = treeconv_factory(depth=depth, variant=variant, fuse=fuse)
+    return cifar_resnet.ResNet56(conv=factory, name=name, **kwargs)
+
+
+@register_model
+def TreeCifarResNet18(
+    *,
+    depth: int = 3,
+    variant: str = "paper",
+    fuse: bool = False,
+    name: str = "tree_cifar_resnet18",
+    **kwargs: Any,
+) -> keras.Model:
+    """The TAM paper's CIFAR ResNet-18 (`CifarResNet18`) with every 3×3 conv but the stem a
+    TreeConv2D (our extension).
+
+    Args:
+        depth: tree depth of every TreeConv2D (1..5; the paper uses 3).
+        variant: "paper" (`TreeConv2D`) or "reference" (`ReferenceTreeConv2D`, the authors'
+            gated form; needs a static `input_shape` and channel-preserving 3×3 convolutions).
+        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off: in a ResNet the next 1×1
+            fuses).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    _blocks.check_no_conv("TreeCifarResNet18", kwargs)
+    factory = treeconv_factory(depth=depth, variant=variant, fuse=fuse)
+    return cifar_resnet.CifarResNet18(conv=factory, name=name, **kwargs)
+
+
+@register_model
+def TreeCifarResNet50(
+    *,
+    depth: int = 3,
+    variant: str = "paper",
+    fuse: bool = False,
+    name: str = "tree_cifar_resnet50",
+    **kwargs: Any,
+) -> keras.Model:
+    """The TAM paper's CIFAR ResNet-50 (`CifarResNet50`) with every bottleneck 3×3 conv a
+    TreeConv2D (our extension).
+
+    Args:
+        depth: tree depth of every TreeConv2D (1..5; the paper uses 3).
+        variant: "paper" (`TreeConv2D`) or "reference" (`ReferenceTreeConv2D`, the authors'
+            gated form; needs a static `input_shape` and channel-preserving 3×3 convolutions).
+        fuse: add the paper's 1×1 fusion inside each TreeConv2D (off: in a ResNet the next 1×1
+            fuses).
+        name: model name.
+        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
+            `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    _blocks.check_no_conv("TreeCifarResNet50", kwargs)
+    factory = treeconv_factory(depth=depth, variant=variant, fuse=fuse)
+    return cifar_resnet.CifarResNet50(conv=factory, name=name, **kwargs)
 
 
 def tree_resnet50_from_keras(

@@ -23,11 +23,8 @@ from keras_structconv.quadtree.losses import (
 )
 from keras_structconv.quadtree.stats import (
     QuadtreeStatistics,
-    add_quadtree_stats_parser,
     load_camvid_label_maps,
     quadtree_statistics,
-    quadtree_stats_main,
-    run_quadtree_stats,
 )
 
 __all__ = [
@@ -36,7 +33,6 @@ __all__ = [
     "CompactQuadtree",
     "QuadtreeLossWeights",
     "QuadtreeStatistics",
-    "add_quadtree_stats_parser",
     "decode_quadtree",
     "encode_quadtree",
     "fixed_level_weights",
@@ -47,8 +43,6 @@ __all__ = [
     "quadtree_cell_masks",
     "quadtree_level_losses",
     "quadtree_statistics",
-    "quadtree_stats_main",
-    "run_quadtree_stats",
     "tpyramid_labels",
 ]
 

@@ -14,11 +14,10 @@ Two variants, both computed on the quadtrees of the padded maps:
 - "original": shares over the original (non-padding) pixels only, ratio = leaf cells holding at
   least one original pixel / original pixels (the padding itself is not counted).
 
-The command `structconv quadtree-stats --data camvid --levels 6` is `run_quadtree_stats` (the CLI
-registers it with `add_quadtree_stats_parser`); `quadtree_stats_main(argv)` runs it standalone.
+`structconv quadtree-stats --data camvid --levels 6` prints these tables
+(`keras_structconv/cli/quadtree_stats.py`).
 """
 
-import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -295,107 +294,3 @@ def describe_padding(original_size, statistics):
         f"label maps {original_size[0]}x{original_size[1]} padded with void to {height}x{width} "
         f"(rows: {top} top, {bottom} bottom; columns: {left} left, {right} right)"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: `structconv quadtree-stats`
-# --------------------------------------------------------------------------------------------
-
-
-def add_quadtree_stats_parser(subparsers):
-    """Register the `quadtree-stats` subcommand on an argparse `subparsers` object.
-
-    The handler is stored as `handler` (`args.handler(args)` runs it and returns the exit
-    status), the convention of `keras_structconv/cli.py`.
-    """
-    parser = subparsers.add_parser(
-        "quadtree-stats",
-        help="Quadtree statistics of a segmentation dataset (QGN paper, Table 5).",
-        description=(
-            "Per split: % of pixels whose quadtree leaf is at each level Q_{L-1}..Q_0 and the "
-            "quadtree/dense memory ratio (leaf cells / pixels), on label maps padded with void "
-            "to a multiple of 2^(levels-1)."
-        ),
-    )
-    _add_arguments(parser)
-    parser.set_defaults(handler=run_quadtree_stats)
-    return parser
-
-
-def _add_arguments(parser):
-    parser.add_argument("--data", choices=["camvid"], default="camvid", help="dataset")
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder holding the dataset's npz files (default: $KERAS_STRUCTCONV_DATA/camvid, "
-        "else ../shared/data/camvid beside the repository)",
-    )
-    parser.add_argument(
-        "--levels", type=_positive_int, default=6, help="quadtree levels (default 6)"
-    )
-    parser.add_argument(
-        "--splits", nargs="+", choices=list(CAMVID_SPLITS), default=list(CAMVID_SPLITS)
-    )
-    parser.add_argument(
-        "--padding",
-        choices=["end", "symmetric"],
-        default="end",
-        help="where the void padding goes: 'end' = bottom/right (default), 'symmetric' = split",
-    )
-    parser.add_argument(
-        "--max-images",
-        type=_positive_int,
-        default=None,
-        help="use only the first N maps of each split",
-    )
-    parser.add_argument(
-        "--show-active",
-        action="store_true",
-        help="also print the fraction of sites present in the quadtree at each level",
-    )
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def run_quadtree_stats(args):
-    """Handler of `structconv quadtree-stats`: prints the table, returns the exit code (0)."""
-    statistics = []
-    original_size = None
-    for split in args.splits:
-        labels = load_camvid_label_maps(split, args.data_dir)
-        if args.max_images is not None:
-            labels = labels[: args.max_images]
-        original_size = labels.shape[1:]
-        statistics.append(
-            quadtree_statistics(
-                labels,
-                num_levels=args.levels,
-                num_classes=CAMVID_NUM_CLASSES,
-                padding_placement=args.padding,
-                name=split,
-            )
-        )
-    root = 2 ** (args.levels - 1)
-    print(
-        f"CamVid quadtree statistics, {args.levels} levels (root cells {root}x{root}); "
-        f"{describe_padding(original_size, statistics[0])}; void is a leaf value.\n"
-        "Q_l = % of pixels whose leaf is at level l; ratio = leaf cells / pixels."
-    )
-    print("\nOver the pixels of the padded maps:")
-    print(format_statistics_table(statistics, "padded", show_active=args.show_active))
-    if any(sum(sum(side) for side in stats.padding) for stats in statistics):
-        print("\nOver the original pixels (padding excluded; ratio: leaves holding one of them):")
-        print(format_statistics_table(statistics, "original"))
-    return 0
-
-
-def quadtree_stats_main(argv=None):
-    """`structconv quadtree-stats` without the CLI: `quadtree_stats_main(["--levels", "6"])`."""
-    parser = argparse.ArgumentParser(prog="structconv quadtree-stats")
-    _add_arguments(parser)
-    return run_quadtree_stats(parser.parse_args(argv))

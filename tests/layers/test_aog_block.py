@@ -1,5 +1,7 @@
 """AOGBlock: harness, an independent reference, a hand computation, SPEC parameter counts."""
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +9,14 @@ import tensorflow as tf
 
 from keras_structconv import aog
 from keras_structconv.layers import AOGBlock
+from keras_structconv.layers.aog_block import channel_slices, near_equal_sizes
 from tests.layer_harness import LayerCase, LayerHarness
+from tests.references import (
+    assert_relative_close,
+    needs_onnx,
+    onnx_outputs,
+    tflite_outputs,
+)
 
 EPS = 1e-5
 
@@ -295,3 +304,65 @@ def test_config_keeps_every_argument():
     assert clone.grammar.counts() == aog.build_grammar(3, prune=2).counts()
     assert clone.lateral is False and clone.grammar.lateral_edges() == []
     assert len(clone.losses) == sum(1 for w in clone.trainable_weights if "kernel" in w.path)
+
+
+@pytest.mark.parametrize("channels, n", [(824, 4), (10, 4), (7, 3), (5, 5), (3, 1)])
+def test_channel_slices_follow_the_release_rule(channels, n):
+    assert channel_slices(channels, n) == _groups(channels, n)
+    assert near_equal_sizes(channels, n) == np.diff(_groups(channels, n)).tolist()
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+
+def _same_shaped_kernel_pairs(layer):
+    kernels = [w.numpy() for w in layer.weights if w.path.endswith("kernel")]
+    return [
+        (a, b) for a, b in itertools.combinations(kernels, 2) if a.shape == b.shape
+    ]
+
+
+@pytest.mark.parametrize(
+    "initializer", ["he_normal", keras.initializers.HeNormal(seed=3), "glorot_uniform"]
+)
+def test_no_two_kernels_start_equal(initializer):
+    """One initializer instance serves every node: each kernel must still get its own draw (39
+    pairs of same-shaped kernels in this block)."""
+    layer = AOGBlock(16, 2, prune=1, kernel_initializer=initializer)
+    layer.build((None, 8, 8, 16))
+    pairs = _same_shaped_kernel_pairs(layer)
+    assert len(pairs) == 39
+    assert not any(np.array_equal(a, b) for a, b in pairs)
+
+
+def test_seeded_initializer_is_reproducible():
+    def kernels():
+        layer = AOGBlock(8, 2, kernel_initializer=keras.initializers.HeNormal(seed=5))
+        layer.build((None, 4, 4, 4))
+        return [w.numpy() for w in layer.weights if w.path.endswith("kernel")]
+
+    for first, second in zip(kernels(), kernels(), strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def exported_block():
+    keras.utils.set_random_seed(0)
+    layer = AOGBlock(12, 3, prune=1, drop_rate=0.1)
+    x = np.random.default_rng(4).standard_normal((2, 9, 9, 8)).astype("float32")
+    layer(x)
+    _randomize_batchnorms(layer)
+    return layer, x
+
+
+def test_converts_to_tflite_builtin_ops_and_matches():
+    layer, x = exported_block()
+    assert_relative_close(tflite_outputs(layer, x), layer(x, training=False), 1e-4)
+
+
+@needs_onnx
+def test_converts_to_onnx_and_matches():
+    layer, x = exported_block()
+    assert_relative_close(onnx_outputs(layer, x), layer(x, training=False), 1e-4)

@@ -1,58 +1,16 @@
 """Tests of layers/_conv_ops.py against a NumPy convolution written from the definition."""
 
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keras_structconv._internals import onednn_enabled
 from keras_structconv.layers import _conv_ops
-
-
-def numpy_conv2d(x, kernel, strides, dilation, padding):
-    """Textbook grouped convolution: zero-pad per side, then sum over taps (float64).
-
-    Returns the output and a function mapping an output cotangent to (dx, dkernel)."""
-    x = np.asarray(x, "float64")
-    kernel = np.asarray(kernel, "float64")
-    (pt, pb), (pl, pr) = padding
-    sh, sw = strides
-    kh, kw, cin_group, cout = kernel.shape
-    groups = x.shape[-1] // cin_group
-    cout_group = cout // groups
-    xp = np.pad(x, [(0, 0), (pt, pb), (pl, pr), (0, 0)])
-    ho = (xp.shape[1] - dilation * (kh - 1) - 1) // sh + 1
-    wo = (xp.shape[2] - dilation * (kw - 1) - 1) // sw + 1
-
-    def window(i, j):
-        r0, c0 = i * dilation, j * dilation
-        rows = slice(r0, r0 + sh * (ho - 1) + 1, sh)
-        return (slice(None), rows, slice(c0, c0 + sw * (wo - 1) + 1, sw))
-
-    y = np.zeros((x.shape[0], ho, wo, cout))
-    for g in range(groups):
-        ci = slice(g * cin_group, (g + 1) * cin_group)
-        co = slice(g * cout_group, (g + 1) * cout_group)
-        for i in range(kh):
-            for j in range(kw):
-                y[..., co] += xp[window(i, j) + (ci,)] @ kernel[i, j, :, co]
-
-    def backward(dy):
-        dy = np.asarray(dy, "float64")
-        dxp = np.zeros_like(xp)
-        dk = np.zeros_like(kernel)
-        for g in range(groups):
-            ci = slice(g * cin_group, (g + 1) * cin_group)
-            co = slice(g * cout_group, (g + 1) * cout_group)
-            for i in range(kh):
-                for j in range(kw):
-                    patch = xp[window(i, j) + (ci,)]
-                    dk[i, j, :, co] += np.einsum("nhwc,nhwo->co", patch, dy[..., co])
-                    dxp[window(i, j) + (ci,)] += dy[..., co] @ kernel[i, j, :, co].T
-        dx = dxp[:, pt : pt + x.shape[1], pl : pl + x.shape[2], :]
-        return dx, dk
-
-    return y, backward
+from keras_structconv.layers._portable import portable_ops
+from tests.references import numpy_conv2d
 
 
 def _run(x, kernel, strides, dilation, padding, groups, dynamic=False, dtype="float32"):
@@ -187,3 +145,56 @@ def test_portable_path_without_onednn_kernels(monkeypatch, strides, dilation, pa
     """The split-groups / space-to-batch path used when oneDNN is off is exact as well."""
     monkeypatch.setattr(_conv_ops, "NATIVE_GROUPED_DILATED", False)
     _check((2, 9, 8, 4), (3, 3), strides, dilation, padding, 2, 6)
+
+
+def test_native_calls_follow_the_runtime():
+    assert _conv_ops.NATIVE_GROUPED_DILATED is onednn_enabled()
+
+
+def test_roll_blocks_portable_equals_tf_roll_and_has_no_roll_op():
+    y = tf.reshape(tf.range(2 * 24, dtype=tf.float32), (2, 1, 1, 24))
+    for shift, blocks, groups in [(-1, 4, 1), (2, 4, 1), (-1, 3, 2), (1, 2, 3)]:
+        expected = _conv_ops.roll_blocks(y, shift, blocks, groups)
+        fn = tf.function(lambda v, s=shift, b=blocks, g=groups: _conv_ops.roll_blocks(v, s, b, g))
+        with portable_ops():
+            concrete = fn.get_concrete_function(tf.TensorSpec((None, 1, 1, 24)))
+        assert "Roll" not in {op.type for op in concrete.graph.get_operations()}
+        np.testing.assert_array_equal(concrete(y).numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("padding", [((2, 2), (2, 2)), "same"])
+def test_portable_trace_splits_groups_and_keeps_native_dilation(padding):
+    """Inference traced for export needs no gradient: one dilated Conv2D per group, whatever the
+    runtime, and no space-to-batch. Groups are split so that no grouped conv can be fused with a
+    bias into a kernel only oneDNN has."""
+    x = np.random.default_rng(0).standard_normal((1, 9, 9, 4)).astype("float32")
+    kernel = np.random.default_rng(1).standard_normal((3, 3, 2, 4)).astype("float32")
+    fn = tf.function(lambda v: _conv_ops.conv2d(v, kernel, 1, 2, padding, groups=2))
+    with portable_ops():
+        concrete = fn.get_concrete_function(tf.TensorSpec(x.shape))
+    ops = [op.type for op in concrete.graph.get_operations()]
+    assert ops.count("Conv2D") == 2 and "SpaceToBatchND" not in ops
+    np.testing.assert_allclose(concrete(x).numpy(), fn(x).numpy(), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- conv templates
+
+
+def test_conv_template_kwargs_take_the_config_and_refuse_what_cannot_be_represented():
+    import keras
+
+    from keras_structconv.layers._conv_template import conv_template_kwargs
+
+    conv = keras.layers.Conv2D(8, 3, strides=2, padding="valid", use_bias=False, name="c")
+    kwargs = conv_template_kwargs(conv, "MyConv", plain=("dilation_rate", "groups"))
+    assert (kwargs["filters"], kwargs["strides"], kwargs["padding"]) == (8, (2, 2), "valid")
+    assert kwargs["name"] == "c" and not kwargs["use_bias"]
+    assert "groups" not in kwargs and "dilation_rate" not in kwargs
+    with pytest.raises(ValueError, match=r"MyConv .* `groups`. Received: groups=2"):
+        conv_template_kwargs(keras.layers.Conv2D(8, 3, groups=2), "MyConv", plain=("groups",))
+    with pytest.raises(ValueError, match=r"`activation`. Received: activation='relu'"):
+        conv_template_kwargs(
+            keras.layers.Conv2D(8, 3, activation="relu"), "MyConv", plain=("activation",)
+        )
+    with pytest.raises(ValueError, match="Received: conv=Dense"):
+        conv_template_kwargs(keras.layers.Dense(8), "MyConv")

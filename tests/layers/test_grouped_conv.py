@@ -7,7 +7,13 @@ import tensorflow as tf
 
 from keras_structconv.layers.grouped_conv import GroupedConv2D
 from tests.layer_harness import LayerCase, LayerHarness
-from tests.layers.test_conv_ops import numpy_conv2d
+from tests.references import (
+    assert_relative_close,
+    needs_onnx,
+    numpy_conv2d,
+    onnx_outputs,
+    tflite_outputs,
+)
 
 
 def keras_reference(layer, x):
@@ -80,3 +86,32 @@ class TestGroupedConv2DHarness(LayerHarness):
         atol=1e-5,
         rtol=1e-5,
     )
+
+
+EXPORT_CASES = [
+    dict(strides=1, padding="same", groups=4),
+    dict(strides=2, padding="same", groups=4),
+    dict(strides=2, padding="valid", groups=2, dilation_rate=1),
+    dict(strides=1, padding="same", groups=2, dilation_rate=2),
+]
+
+
+def exported_layer(kwargs):
+    layer = GroupedConv2D(16, 3, **kwargs)
+    layer.build((None, 9, 9, 16))
+    rng = np.random.default_rng(3)
+    layer.set_weights([rng.standard_normal(w.shape).astype("float32") for w in layer.weights])
+    return layer, rng.standard_normal((2, 9, 9, 16)).astype("float32")
+
+
+@pytest.mark.parametrize("kwargs", EXPORT_CASES)
+def test_converts_to_tflite_builtin_ops_and_matches(kwargs):
+    layer, x = exported_layer(kwargs)
+    assert_relative_close(tflite_outputs(layer, x), layer(x), 1e-4)
+
+
+@needs_onnx
+@pytest.mark.parametrize("kwargs", EXPORT_CASES)
+def test_converts_to_onnx_and_matches(kwargs):
+    layer, x = exported_layer(kwargs)
+    assert_relative_close(onnx_outputs(layer, x), layer(x), 1e-4)

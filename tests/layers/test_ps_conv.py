@@ -1,4 +1,5 @@
-"""Tests of PSConv2D against SPEC §1: a literal block-D reference, the test vectors, errors."""
+"""Tests of PSConv2D: a literal block-D reference (every formulation, both oneDNN settings), the
+PSConv authors' test vectors, the weight layouts, errors, and export (TFLite builtins, ONNX)."""
 
 import os
 import subprocess
@@ -12,8 +13,9 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_structconv.layers import ps_conv
+from keras_structconv._internals import onednn_enabled
 from keras_structconv.layers.ps_conv import (
+    FORMULATIONS,
     PSConv2D,
     default_dilation_pattern,
     dense_to_slots,
@@ -27,7 +29,14 @@ from tests.layer_harness import (
     check_fit_step,
     check_reference,
 )
-from tests.layers.test_conv_ops import numpy_conv2d
+from tests.references import (
+    assert_relative_close,
+    needs_onnx,
+    numpy_conv2d,
+    onnx_outputs,
+    portable_trace,
+    tflite_outputs,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,9 +107,24 @@ def literal_reference(x, dense, strides, padding, pattern, groups):
     return y, backward
 
 
+def dilated_conv_by_taps(x, kernel, dilation):
+    """'VALID' dilated convolution written as a sum over the kernel taps of shifted inputs times
+    the tap's matrix: plain slices and matmuls, differentiable by every TensorFlow runtime."""
+    kh, kw = kernel.shape[:2]
+    out_h = x.shape[1] - dilation * (kh - 1)
+    out_w = x.shape[2] - dilation * (kw - 1)
+    y = 0.0
+    for i in range(kh):
+        for j in range(kw):
+            window = x[:, i * dilation : i * dilation + out_h, j * dilation : j * dilation + out_w]
+            y = y + tf.einsum("nhwc,co->nhwo", window, kernel[i, j])
+    return y
+
+
 def tf_literal_reference(layer, x):
     """Differentiable TF version of the literal reference, for the shared harness: one dilated
-    conv per (output block, input block) pair, stride taken by slicing the stride-1 output."""
+    conv (a sum over taps) per (output block, input block) pair, stride taken by slicing the
+    stride-1 output."""
     t, groups = layer.cyclic_interval, layer.groups
     kernel = tf.cast(layer.kernel, "float32")
     x = tf.cast(x, "float32")
@@ -116,7 +140,7 @@ def tf_literal_reference(layer, x):
                 xb = x[..., (g * t + b) * bi : (g * t + b + 1) * bi]
                 xb = tf.pad(xb, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
                 w = kernel[s, :, :, :, (g * t + b) * bo : (g * t + b + 1) * bo]
-                y = tf.nn.conv2d(xb, w, 1, "VALID", dilations=r)
+                y = dilated_conv_by_taps(xb, w, r)
                 y = y[:, :: layer.strides[0], :: layer.strides[1], :]
                 outputs[g][(b - s) % t] = outputs[g][(b - s) % t] + y
     y = tf.concat([block for group in outputs for block in group], axis=-1)
@@ -139,13 +163,22 @@ def _layer_values_and_grads(layer, x, cot):
     return y.numpy(), dx.numpy(), dkernel.numpy()
 
 
-def check_against_literal(shape, filters, kernel_size, strides, padding, pattern, groups, seed=0):
+def ps_layer(*args, formulation=None, **kwargs):
+    """A PSConv2D computed with `formulation` (None: the one the layer picks)."""
+    layer = PSConv2D(*args, **kwargs)
+    layer._formulation = formulation
+    return layer
+
+
+def check_against_literal(shape, filters, kernel_size, strides, padding, pattern, groups, seed=0,
+                          formulation=None):
     rng = np.random.default_rng(seed)
     t = len(pattern)
-    layer = PSConv2D(filters, kernel_size, strides=strides, padding=padding, cyclic_interval=t,
-                     dilation_pattern=pattern, groups=groups)
+    layer = ps_layer(filters, kernel_size, strides=strides, padding=padding, cyclic_interval=t,
+                     dilation_pattern=pattern, groups=groups, formulation=formulation)
     x = rng.standard_normal(shape).astype("float32")
     layer.build(x.shape)
+    assert layer._formulation == (formulation or layer._formulation)
     layer.kernel.assign(rng.standard_normal(layer.kernel.shape).astype("float32"))
     dense = slot_kernel_to_dense_loops(layer.kernel.numpy(), groups)
     y_ref, backward = literal_reference(x, dense.astype("float64"), layer.strides, padding,
@@ -165,14 +198,11 @@ def check_against_literal(shape, filters, kernel_size, strides, padding, pattern
 # ----------------------------------------------------------------------------- literal reference
 
 
-@pytest.fixture(params=["slots", "masked"])
-def path(request, monkeypatch):
-    """Both implementations: one grouped conv per slot, or masked convs per distinct dilation
-    (taken for blocks narrower than MASKED_BELOW_BLOCK_CHANNELS input channels)."""
-    threshold = 0 if request.param == "slots" else 10**6
-    monkeypatch.setattr(ps_conv, "MASKED_BELOW_BLOCK_CHANNELS", threshold)
+@pytest.fixture(params=FORMULATIONS)
+def formulation(request):
+    """Every formulation: grouped convs per slot, masked dense convs per distinct dilation, and
+    ungrouped convs per input block (the layer picks one from the runtime and the block width)."""
     return request.param
-
 
 
 @pytest.mark.parametrize(
@@ -180,12 +210,12 @@ def path(request, monkeypatch):
     [(4, (1, 2, 1, 4), 1), (4, (1, 2, 1, 4), 2), (4, (2, 1, 4, 1), 2), (2, (1, 2), 1),
      (3, (1, 3, 2), 1), (8, (1, 2, 1, 1, 1, 1, 1, 1), 1)],
 )
-def test_matches_literal_reference(path, t, pattern, groups):
+def test_matches_literal_reference(formulation, t, pattern, groups):
     channels = 2 * t * groups
     for strides in (1, 2):
         for padding in ("same", "valid"):
             check_against_literal((2, 9, 8, channels), channels, 3, strides, padding, pattern,
-                                  groups)
+                                  groups, formulation=formulation)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -205,44 +235,67 @@ def test_random_configurations_match_literal_reference(
 ):
     pattern = tuple(data.draw(st.lists(st.integers(1, 4), min_size=t, max_size=t)))
     shape = (1, *size, t * groups * in_mult)
-    threshold = data.draw(st.sampled_from([0, 10**6]), label="masked below")
-    saved = ps_conv.MASKED_BELOW_BLOCK_CHANNELS
-    ps_conv.MASKED_BELOW_BLOCK_CHANNELS = threshold
-    try:
-        check_against_literal(shape, t * groups * out_mult, kernel_size, strides, padding,
-                              pattern, groups, seed=data.draw(st.integers(0, 100)))
-    finally:
-        ps_conv.MASKED_BELOW_BLOCK_CHANNELS = saved
+    formulation = data.draw(st.sampled_from(FORMULATIONS), label="formulation")
+    check_against_literal(shape, t * groups * out_mult, kernel_size, strides, padding, pattern,
+                          groups, seed=data.draw(st.integers(0, 100)), formulation=formulation)
 
 
-def test_large_kernel_small_input_path_matches_literal_reference(path):
+def test_large_kernel_small_input_path_matches_literal_reference(formulation):
     """Tiny spatial size, many channels: strided slots of equal dilation are not merged (the
     kernel outweighs the input); the strided cases above take the merged path."""
-    check_against_literal((1, 3, 3, 32), 32, 3, 1, "same", (1, 2, 1, 4), 1)
-    check_against_literal((1, 5, 4, 32), 32, 3, 2, "valid", (1, 2, 1, 4), 2)
+    check_against_literal((1, 3, 3, 32), 32, 3, 1, "same", (1, 2, 1, 4), 1,
+                          formulation=formulation)
+    check_against_literal((1, 5, 4, 32), 32, 3, 2, "valid", (1, 2, 1, 4), 2,
+                          formulation=formulation)
 
 
-def test_without_onednn_kernels_in_a_fresh_process():
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_each_onednn_setting_in_a_fresh_process(onednn):
     """TF_ENABLE_ONEDNN_OPTS=0 leaves TF's own CPU kernels, which cannot differentiate grouped or
-    dilated convolutions: the layer must switch to its portable path and stay exact."""
+    dilated convolutions: the layer picks ungrouped convs, stays exact, and warns once (naming
+    the setting); with oneDNN it picks grouped convs per slot and does not warn."""
     script = (
+        "import warnings\n"
         "from keras_structconv.layers import _conv_ops\n"
-        "assert not _conv_ops.NATIVE_GROUPED_DILATED\n"
-        "from tests.layers.test_ps_conv import check_against_literal\n"
-        "check_against_literal((2, 9, 8, 16), 16, 3, 2, 'same', (1, 2, 1, 4), 2)\n"
-        "check_against_literal((1, 7, 7, 8), 8, 3, 1, 'valid', (1, 3), 2)\n"
+        f"assert _conv_ops.NATIVE_GROUPED_DILATED is {onednn == '1'}\n"
+        "from tests.layers.test_ps_conv import check_against_literal, ps_layer\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    check_against_literal((2, 9, 8, 16), 16, 3, 2, 'same', (1, 2, 1, 4), 2)\n"
+        "    check_against_literal((1, 7, 7, 8), 8, 3, 1, 'valid', (1, 3), 2)\n"
+        "    wide = ps_layer(32)\n"
+        "    wide.build((None, 8, 8, 32))\n"
+        "    narrow = ps_layer(16)\n"
+        "    narrow.build((None, 8, 8, 16))\n"
+        "messages = [str(w.message) for w in caught if 'PSConv2D' in str(w.message)]\n"
+        "print(wide._formulation, narrow._formulation, len(messages))\n"
+        "print(*messages)\n"
     )
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    summary, message = result.stdout.splitlines()[-2:]
+    if onednn == "1":
+        assert summary == "slots masked 0"
+    else:
+        assert summary == "split masked 1"
+        assert "TF_ENABLE_ONEDNN_OPTS=1" in message and "slower" in message
 
 
-def test_none_spatial_inputs_match_static(path):
+def test_formulation_follows_the_runtime_and_block_width():
+    wide, narrow = ps_layer(32), ps_layer(16, groups=2)
+    wide.build((None, 8, 8, 32))
+    narrow.build((None, 8, 8, 16))
+    assert wide._formulation == ("slots" if onednn_enabled() else "split")
+    assert narrow._formulation == "masked"  # 2 input channels per block
+
+
+def test_none_spatial_inputs_match_static(formulation):
     for padding in ("same", "valid"):
-        layer = PSConv2D(8, 3, strides=2, padding=padding, groups=2)
+        layer = ps_layer(8, 3, strides=2, padding=padding, groups=2, formulation=formulation)
         dynamic = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 8))])
         for size in ((11, 10), (8, 9)):
             x = np.random.default_rng(0).standard_normal((2, *size, 8)).astype("float32")
@@ -265,18 +318,17 @@ def test_valid_after_zero_padding_equals_same():
 # ----------------------------------------------------------------------------- SPEC vectors
 
 
-def _ones_layer(channels, strides, pattern):
-    layer = PSConv2D(channels, 3, strides=strides, padding="same", cyclic_interval=len(pattern),
-                     dilation_pattern=pattern, kernel_initializer="ones")
-    return layer
+def _ones_layer(channels, strides, pattern, formulation):
+    return ps_layer(channels, 3, strides=strides, padding="same", cyclic_interval=len(pattern),
+                    dilation_pattern=pattern, kernel_initializer="ones", formulation=formulation)
 
 
 def _channel_constant_input(values):
     return np.broadcast_to(np.asarray(values, "float32"), (1, 8, 8, len(values))).copy()
 
 
-def test_spec_vector_powers_of_ten_stride_1(path):
-    layer = _ones_layer(4, 1, (2, 1, 4, 1))
+def test_spec_vector_powers_of_ten_stride_1(formulation):
+    layer = _ones_layer(4, 1, (2, 1, 4, 1), formulation)
     y = layer(_channel_constant_input([10.0**c for c in range(4)])).numpy()[0]
     np.testing.assert_array_equal(y[0, 0], [4444] * 4)
     np.testing.assert_array_equal(y[1, 1], [9494, 4949, 9494, 4949])
@@ -285,8 +337,8 @@ def test_spec_vector_powers_of_ten_stride_1(path):
     np.testing.assert_array_equal(y[7, 7], [4444] * 4)
 
 
-def test_spec_vector_powers_of_ten_stride_2(path):
-    layer = _ones_layer(4, 2, (2, 1, 4, 1))
+def test_spec_vector_powers_of_ten_stride_2(formulation):
+    layer = _ones_layer(4, 2, (2, 1, 4, 1), formulation)
     y = layer(_channel_constant_input([10.0**c for c in range(4)])).numpy()[0]
     assert y.shape == (4, 4, 4)
     np.testing.assert_array_equal(y[0, 0], [4444] * 4)  # TF 'SAME' would give 9494, 4949, ...
@@ -294,8 +346,8 @@ def test_spec_vector_powers_of_ten_stride_2(path):
     np.testing.assert_array_equal(y[3, 3], [9494, 4949, 9494, 4949])
 
 
-def test_spec_vector_powers_of_two_eight_channels(path):
-    layer = _ones_layer(8, 1, (2, 1, 4, 1))
+def test_spec_vector_powers_of_two_eight_channels(formulation):
+    layer = _ones_layer(8, 1, (2, 1, 4, 1), formulation)
     y = layer(_channel_constant_input([2.0**c for c in range(8)])).numpy()[0]
     np.testing.assert_array_equal(y[1, 1], [2040, 2040, 1275, 1275, 2040, 2040, 1275, 1275])
     np.testing.assert_array_equal(y[2, 2], [2055, 2055, 1335, 1335, 2280, 2280, 2235, 2235])
@@ -407,7 +459,7 @@ def test_input_channels_not_divisible_raise():
 
 
 class TestPSConv2DHarness(LayerHarness):
-    # 8 input channels per block: the grouped-conv-per-slot path of the benchmark shapes.
+    # 8 input channels per block: grouped convs per slot (oneDNN) or convs per input block.
     case = LayerCase(
         factory=lambda: PSConv2D(32, 3, strides=2, use_bias=True),
         input_shape=(2, 9, 9, 32),
@@ -429,8 +481,59 @@ NARROW = LayerCase(
 def test_narrow_blocks_take_the_masked_path_and_pass_the_harness_checks():
     layer = NARROW.factory()
     layer.build(NARROW.input_shape)
-    assert layer._narrow_blocks()
+    assert layer._formulation == "masked"
     check_reference(NARROW)
     for policy in POLICIES:
         check_fit_step(NARROW, policy)
     check_fit_step(NARROW, jit_compile=True)
+
+
+# ----------------------------------------------------------------------------- export
+
+EXPORT_CASES = [
+    # (channels, strides, groups): 4 input channels per block take the masked formulation,
+    # 8 the grouped convs per slot (oneDNN) or the convs per input block (no oneDNN).
+    (16, 1, 1),
+    (16, 2, 1),
+    (32, 1, 1),
+    (32, 2, 1),
+    (64, 2, 2),
+]
+
+
+def exported_layer(channels, strides, groups, formulation=None):
+    layer = ps_layer(channels, 3, strides=strides, groups=groups, use_bias=True,
+                     formulation=formulation)
+    layer.build((None, 9, 9, channels))
+    rng = np.random.default_rng(channels + strides)
+    layer.set_weights([rng.standard_normal(w.shape).astype("float32") for w in layer.weights])
+    return layer
+
+
+def export_input(channels):
+    return np.random.default_rng(7).standard_normal((2, 9, 9, channels)).astype("float32")
+
+
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+@pytest.mark.parametrize("channels, strides, groups", EXPORT_CASES)
+def test_portable_trace_equals_training_and_has_no_roll(formulation, channels, strides, groups):
+    layer = exported_layer(channels, strides, groups, formulation)
+    x = export_input(channels)
+    concrete = portable_trace(layer, x.shape)
+    assert "Roll" not in {op.type for op in concrete.graph.get_operations()}
+    assert_relative_close(concrete(tf.constant(x)), layer(x), 1e-5)
+
+
+@pytest.mark.parametrize("channels, strides, groups", EXPORT_CASES)
+def test_converts_to_tflite_builtin_ops_and_matches(channels, strides, groups):
+    layer = exported_layer(channels, strides, groups)
+    x = export_input(channels)
+    assert_relative_close(tflite_outputs(layer, x), layer(x), 1e-4)
+
+
+@needs_onnx
+@pytest.mark.parametrize("channels, strides, groups", EXPORT_CASES)
+def test_converts_to_onnx_and_matches(channels, strides, groups):
+    layer = exported_layer(channels, strides, groups)
+    x = export_input(channels)
+    assert_relative_close(onnx_outputs(layer, x), layer(x), 1e-4)

@@ -35,11 +35,18 @@ def test_aognet40m_trainable_parameters(aognet40m):
 def test_aognet12m_blocks_match_spec(aognet12m):
     blocks = {layer.name: layer for layer in aognet12m.layers if isinstance(layer, AOGBlock)}
     assert list(blocks) == [
-        "stage0_block0", "stage0_block1", "stage1_block0", "stage1_block1",
-        "stage2_block0", "stage2_block1", "stage3_block0",
+        "stage0_block0",
+        "stage0_block1",
+        "stage1_block0",
+        "stage1_block1",
+        "stage2_block0",
+        "stage2_block1",
+        "stage3_block0",
     ]
-    widths = {name: (b.input.shape[-1], b.filters, b.num_primitives, b.prune)
-              for name, b in blocks.items()}
+    widths = {
+        name: (b.input.shape[-1], b.filters, b.num_primitives, b.prune)
+        for name, b in blocks.items()
+    }
     assert widths["stage0_block0"] == (32, 80, 2, 1)
     assert widths["stage1_block1"] == (192, 256, 2, 2)
     assert widths["stage2_block0"] == (256, 384, 4, 1)
@@ -47,8 +54,10 @@ def test_aognet12m_blocks_match_spec(aognet12m):
     assert _trainable(blocks["stage0_block0"]) == 31_280
     assert _trainable(blocks["stage2_block0"]) == 1_419_936
     assert _trainable(blocks["stage3_block0"]) == 6_419_635
-    assert all(b.drop_rate == (0.1 if n.startswith(("stage2", "stage3")) else 0.0)
-               for n, b in blocks.items())
+    assert all(
+        b.drop_rate == (0.1 if n.startswith(("stage2", "stage3")) else 0.0)
+        for n, b in blocks.items()
+    )
     assert all(b.lateral for b in blocks.values())
 
 
@@ -90,13 +99,20 @@ def test_cifar_aognet_parameters_and_forward():
     dense = model.get_layer("predictions")
     logits = np.asarray(features) @ np.asarray(dense.kernel) + np.asarray(dense.bias)
     expected = np.exp(logits - logits.max(-1, keepdims=True))
-    np.testing.assert_allclose(probabilities, expected / expected.sum(-1, keepdims=True),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        probabilities, expected / expected.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6
+    )
 
 
 def _tiny(**kwargs):
-    return AOGNet([8, 16, 24], num_primitives=[2, 2], blocks=[1, 1], prune_modes=[1, 2],
-                  stem="cifar", **kwargs)
+    return AOGNet(
+        filters=[8, 16, 24],
+        num_primitives=[2, 2],
+        blocks=[1, 1],
+        prune_modes=[1, 2],
+        stem="cifar",
+        **kwargs,
+    )
 
 
 def test_applications_signature_without_top():
@@ -133,4 +149,10 @@ def test_bad_arguments(builder, kwargs, match):
 
 def test_generic_builder_checks_stage_lists():
     with pytest.raises(ValueError, match="`blocks` needs one entry per stage.*Received: blocks="):
-        AOGNet([8, 16, 32], num_primitives=[2, 2], blocks=[1], prune_modes=[1, 1])
+        AOGNet(filters=[8, 16, 32], num_primitives=[2, 2], blocks=[1], prune_modes=[1, 1])
+
+
+@pytest.mark.parametrize("builder", [AOGNet, AOGNet12M, AOGNet40M, AOGNetCIFAR])
+def test_builders_refuse_positional_arguments(builder):
+    with pytest.raises(TypeError, match="positional"):
+        builder([8, 16, 24])

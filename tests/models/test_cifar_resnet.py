@@ -151,3 +151,9 @@ def test_option_a_shortcut_errors():
         OptionAShortcut(2)(np.zeros((1, 4, 4, 4), "float32"))
     with pytest.raises(ValueError, match="Received: strides=0"):
         OptionAShortcut(8, strides=0)
+
+
+@pytest.mark.parametrize("builder", list(BUILDERS.values()))
+def test_builders_refuse_positional_arguments(builder):
+    with pytest.raises(TypeError, match="positional"):
+        builder(False)

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_structconv.models import QGN
+from keras_structconv.models import qgn as qgn_module
 from keras_structconv.quadtree import tpyramid_labels
 
 NUM_CLASSES = 3
@@ -225,6 +226,10 @@ def test_propagation_argument_and_setter(trained):
     assert model.train_function is None
 
 
+@pytest.mark.skipif(
+    qgn_module._keras_version() < qgn_module.MIN_KERAS_FOR_RELOAD,
+    reason="Keras < 3.15 cannot reload a QGN (see test_reload_is_refused_on_old_keras)",
+)
 def test_save_and_reload_keep_beta_weights_and_outputs(trained, tmp_path):
     model, _, images, labels = trained
     model.propagation = "pred"
@@ -245,6 +250,13 @@ def test_save_and_reload_keep_beta_weights_and_outputs(trained, tmp_path):
     for key in ("classes", "levels"):
         np.testing.assert_array_equal(reloaded(images)[key], model(images)[key])
     assert reloaded.get_config() == model.get_config()
+
+
+def test_reload_is_refused_on_old_keras(trained, monkeypatch):
+    model = trained[0]
+    monkeypatch.setattr(qgn_module, "_keras_version", lambda: (3, 14))
+    with pytest.raises(ValueError, match=r"needs Keras >= 3\.15.*Received: keras.__version__="):
+        QGN.from_config(model.get_config())
 
 
 def test_export_of_the_pred_path_equals_predict(trained, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from keras import layers
 
 from keras_structconv import convert
+from keras_structconv.layers.conv_factory import ConvFactory, folds_zero_padding
 from keras_structconv.models import ResNet18, ResNet50, ResNet101
 from tests.models.resnet_reference import ReferenceResNet, randomize_batch_norms
 from tests.toy_factories import ChannelScale, CopyConv2D, ExplicitPadConv2D, FoldingConv
@@ -43,8 +44,7 @@ class Recorder:
             self.templates.append((template, template.built, kwargs.get("zero_padding")))
             return conv_factory(template, **kwargs)
 
-        conv.folds_zero_padding = getattr(conv_factory, "folds_zero_padding", False)
-        self.conv = conv
+        self.conv = ConvFactory(conv, folds_zero_padding=folds_zero_padding(conv_factory))
 
     def attention(self, channels):
         self.channels.append(channels)
@@ -201,3 +201,9 @@ def test_keras_applications_arguments():
     model = ResNet18(input_tensor=tensor, classes=7)
     assert model.inputs[0] is tensor and model.output_shape == (None, 7)
     assert ResNet18(include_top=False).input_shape == (None, None, None, 3)
+
+
+@pytest.mark.parametrize("builder", [ResNet18, ResNet50, ResNet101])
+def test_builders_refuse_positional_arguments(builder):
+    with pytest.raises(TypeError, match="positional"):
+        builder(False)

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from keras_structconv.layers.grouped_conv import GroupedConv2D
-from keras_structconv.models import ResNeXt29_8x64d, ResNeXt50_32x4d, resnext
+from keras_structconv.models import (
+    ResNeXt29_8x64d,
+    ResNeXt29_16x64d,
+    ResNeXt50_32x4d,
+    ResNeXt101_32x4d,
+    resnext,
+)
 
 
 def trainable_count(model):
@@ -49,8 +55,11 @@ def test_resnext29_count_matches_the_paper(resnext29):
 
 
 def grouped_convs(model):
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
-            and layer.groups > 1]
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.groups > 1
+    ]
 
 
 def test_every_grouped_conv_is_native(resnext50, resnext29):
@@ -72,8 +81,10 @@ def test_forward_and_one_training_step():
     before = [w.numpy().copy() for w in model.trainable_weights]
     loss = model.train_on_batch(x, np.array([1, 2]))
     assert np.isfinite(loss)
-    moved = [not np.array_equal(a, w.numpy()) for a, w in zip(before, model.trainable_weights,
-                                                             strict=True)]
+    moved = [
+        not np.array_equal(a, w.numpy())
+        for a, w in zip(before, model.trainable_weights, strict=True)
+    ]
     assert all(moved)
 
 
@@ -93,3 +104,11 @@ def test_conv_factory_receives_grouped_templates():
     assert len(seen) == 9
     assert seen[0] == ("GroupedConv2D", 8, (1, 1), "same")
     assert seen[3] == ("GroupedConv2D", 8, (2, 2), "valid")  # after ZeroPadding2D(1)
+
+
+@pytest.mark.parametrize(
+    "builder", [ResNeXt29_8x64d, ResNeXt29_16x64d, ResNeXt50_32x4d, ResNeXt101_32x4d]
+)
+def test_builders_refuse_positional_arguments(builder):
+    with pytest.raises(TypeError, match="positional"):
+        builder(False)

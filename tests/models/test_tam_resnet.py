@@ -9,11 +9,15 @@ from keras_structconv.layers import TreeAttention
 from keras_structconv.models import (
     CifarResNet18,
     CifarResNet50,
+    ResNet20,
+    ResNet56,
     TAMCifarResNet18,
     TAMCifarResNet50,
     TAMEfficientNetB0,
     TAMMobileNetV2,
+    TAMResNet20,
     TAMResNet50,
+    TAMResNet56,
     add_tree_attention,
 )
 
@@ -130,6 +134,21 @@ def test_cifar_tam_resnets(tam_builder, builder, count, extra):
     assert extra == sum(spec_count(c) for c in widths)
     # The overheads the README reports beside the paper's +0.00 % / +1.23 %.
     assert round(100 * extra / trainable(base), 2) == {7_640: 0.07, 60_336: 0.25}[extra]
+
+
+@pytest.mark.parametrize(
+    "tam_builder, builder, count, extra",
+    [(TAMResNet20, ResNet20, 9, 1_299), (TAMResNet56, ResNet56, 27, 3_897)],
+)
+def test_he_cifar_tam_resnets(tam_builder, builder, count, extra):
+    model, base = tam_builder(), builder()
+    found = modules(model)
+    assert len(found) == count
+    for layer in found:
+        _, consumer = neighbours(layer)
+        assert isinstance(consumer, keras.layers.Add), consumer.name
+    assert trainable(model) - trainable(base) == extra
+    assert extra == sum(spec_count(layer.levels[0]) for layer in found)
 
 
 def test_group_size_is_passed_through():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_structconv import convert
-from keras_structconv.layers import TreeConv2D, treeconv_factory
+from keras_structconv.layers import ReferenceTreeConv2D, TreeConv2D, treeconv_factory
 from keras_structconv.models import (
     ResNet18,
     TreeCifarResNet18,
@@ -95,3 +95,10 @@ def test_cifar_resnet18_tree_count():
 def test_reference_variant_needs_channel_preserving_convs():
     with pytest.raises(ValueError, match="Received: filters=32, input channels=16"):
         TreeResNet20(variant="reference")
+
+
+def test_reference_variant_builds_reference_layers():
+    model = TreeResNet50(input_shape=(64, 64, 3), include_top=False, variant="reference")
+    trees = tree_layers(model)
+    assert len(trees) == 16
+    assert all(type(t) is ReferenceTreeConv2D for t in trees)

@@ -131,3 +131,29 @@ def reference_level_loss(labels, logits):
             total -= log_probabilities[cell, label]
             count += 1
     return total / count if count else 0.0
+
+
+def reference_table_row(label_maps, num_levels):
+    """Q_{L-1}..Q_0 (% of pixels) and the ratio (%), from the NumPy reference quadtrees."""
+    leaf_cells, _ = reference_counts(label_maps, num_levels)
+    leaf_cells = leaf_cells.sum(axis=0)
+    pixels = np.asarray(label_maps).size
+    percent = [100.0 * leaf_cells[level] * 4**level / pixels for level in range(num_levels)]
+    return percent[::-1], 100.0 * leaf_cells.sum() / pixels
+
+
+def reference_original_figures(padded_maps, padding, num_levels):
+    """Q_l over the original pixels and leaves holding one, from the reference quadtrees."""
+    (top, bottom), (left, right) = padding
+    height, width = padded_maps.shape[1:]
+    original = np.zeros((height, width), bool)
+    original[top : height - bottom, left : width - right] = True
+    pixels = np.zeros(num_levels, np.int64)
+    cells = np.zeros(num_levels, np.int64)
+    for label_map in padded_maps:
+        for level, row, col, _ in reference_quadtree(label_map, num_levels)[0]:
+            size = 2**level
+            inside = original[row * size : (row + 1) * size, col * size : (col + 1) * size].sum()
+            pixels[level] += inside
+            cells[level] += inside > 0
+    return pixels, cells

@@ -1,34 +1,21 @@
 """Quadtree statistics, Table 5 (keras_structconv/quadtree/stats.py)."""
 
-import argparse
-
 import numpy as np
 import pytest
 
 from keras_structconv.quadtree import (
     QuadtreeStatistics,
-    add_quadtree_stats_parser,
     load_camvid_label_maps,
     quadtree_statistics,
-    quadtree_stats_main,
-    run_quadtree_stats,
 )
 from keras_structconv.quadtree.stats import format_statistics_table
 from tests.quadtree.quadtree_reference import (
     SPEC_MAP,
     random_label_maps,
     reference_counts,
-    reference_quadtree,
+    reference_original_figures,
+    reference_table_row,
 )
-
-
-def reference_table_row(label_maps, num_levels):
-    """Q_{L-1}..Q_0 (% of pixels) and the ratio (%), from the NumPy reference quadtrees."""
-    leaf_cells, _ = reference_counts(label_maps, num_levels)
-    leaf_cells = leaf_cells.sum(axis=0)
-    pixels = np.asarray(label_maps).size
-    percent = [100.0 * leaf_cells[level] * 4**level / pixels for level in range(num_levels)]
-    return percent[::-1], 100.0 * leaf_cells.sum() / pixels
 
 
 def test_spec_vector_statistics():
@@ -52,23 +39,6 @@ def test_random_maps_match_reference_with_small_batches():
     np.testing.assert_allclose(stats.level_pixel_percent[::-1], percent)
     assert stats.memory_ratio_percent == pytest.approx(ratio)
     assert stats.level_pixel_percent.sum() == pytest.approx(100.0)
-
-
-def reference_original_figures(padded_maps, padding, num_levels):
-    """Q_l over the original pixels and leaves holding one, from the reference quadtrees."""
-    (top, bottom), (left, right) = padding
-    height, width = padded_maps.shape[1:]
-    original = np.zeros((height, width), bool)
-    original[top : height - bottom, left : width - right] = True
-    pixels = np.zeros(num_levels, np.int64)
-    cells = np.zeros(num_levels, np.int64)
-    for label_map in padded_maps:
-        for level, row, col, _ in reference_quadtree(label_map, num_levels)[0]:
-            size = 2**level
-            inside = original[row * size : (row + 1) * size, col * size : (col + 1) * size].sum()
-            pixels[level] += inside
-            cells[level] += inside > 0
-    return pixels, cells
 
 
 @pytest.mark.parametrize(
@@ -136,37 +106,3 @@ def test_load_camvid_errors(tmp_path):
         load_camvid_label_maps("training", tmp_path)
     with pytest.raises(FileNotFoundError, match="val.npz"):
         load_camvid_label_maps("val", tmp_path)
-
-
-def test_command_prints_reference_figures(camvid_dir, capsys):
-    argv = ["--data-dir", str(camvid_dir), "--levels", "6", "--splits", "val", "--max-images", "3"]
-    assert quadtree_stats_main(argv) == 0
-    output = capsys.readouterr().out
-    assert "padded with void to 384x480 (rows: 0 top, 24 bottom" in output
-    padded_rows, original_rows = [line for line in output.splitlines() if line.startswith("val ")]
-    padding = ((0, 24), (0, 0))
-    padded = np.pad(load_camvid_label_maps("val", camvid_dir)[:3], ((0, 0), *padding),
-                    constant_values=255)  # fmt: skip
-    percent, ratio = reference_table_row(padded, 6)
-    assert padded_rows.split() == ["val", "3", *(f"{p:.2f}" for p in percent), f"{ratio:.2f}%"]
-    pixels, cells = reference_original_figures(padded, padding, 6)
-    original = 3 * 360 * 480
-    expected = [f"{100 * p / original:.2f}" for p in pixels[::-1]]
-    assert original_rows.split() == ["val", "3", *expected, f"{100 * cells.sum() / original:.2f}%"]
-
-
-def test_subcommand_hook_registers_handler():
-    parser = argparse.ArgumentParser(prog="structconv")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_quadtree_stats_parser(subparsers)
-    args = parser.parse_args(["quadtree-stats", "--data", "camvid", "--levels", "6"])
-    assert args.handler is run_quadtree_stats
-    assert (args.levels, args.splits, args.padding, args.data_dir) == (
-        6,
-        ["train", "val", "test"],
-        "end",
-        None,
-    )
-    for bad in (["--data", "cityscapes"], ["--levels", "0"], ["--padding", "top"]):
-        with pytest.raises(SystemExit):
-            parser.parse_args(["quadtree-stats", *bad])

@@ -1,6 +1,6 @@
-"""Training helpers: the poly-decay schedule against its formula, and the resumable-run callbacks
-(time-based checkpoint, accumulated clock, CSV progress, graceful stop) with a fake clock on a
-tiny dense model."""
+"""keras_structconv.training.callbacks and .schedules: the poly-decay schedule against its
+formula, and the resumable-run callbacks (time-based checkpoint, accumulated clock, CSV progress,
+graceful stop) with a fake clock on a tiny dense model."""
 
 import csv
 import json

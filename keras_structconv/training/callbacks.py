@@ -1,7 +1,5 @@
-"""Training helpers for long, resumable `fit` runs (the zoo recipes).
+"""Callbacks for long, resumable `fit` runs (the zoo recipes).
 
-- `poly_decay_sgd`: SGD with the polynomial learning-rate decay of the segmentation literature,
-  `lr = lr_0 (1 - i / i_max)^power` (QGN appendix: lr_0 = 0.02, power = 0.9).
 - `TrainingClock`: wall-clock training time accumulated across resumed sessions, kept in a JSON
   state file next to the run (`train_seconds`: the time that produced the last per-epoch backup;
   `all_sessions_seconds`: every session's time, work lost to interruptions included).
@@ -15,12 +13,11 @@
 
 Use with `keras.callbacks.BackupAndRestore` (per-epoch backups, `delete_checkpoint=False`): put
 the backup callback before `TrainingClock` so that the clock's state is written after the backup
-it describes. See `zoo/qgn_camvid/train.py`.
+it describes. See `zoo/qgn_camvid/train.py` and `zoo/cifar10/train.py`.
 """
 
 import csv
 import json
-import math
 import os
 import signal
 import time
@@ -29,67 +26,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_structconv.training.schedules import current_learning_rate
+
 __all__ = [
     "GracefulStop",
     "ProgressCSVLogger",
     "TimedCheckpoint",
     "TrainingClock",
-    "current_learning_rate",
-    "poly_decay_sgd",
+    "write_json_atomically",
 ]
 
 
-def poly_decay_sgd(
-    total_steps,
-    initial_learning_rate=0.02,
-    power=0.9,
-    momentum=0.9,
-    weight_decay=None,
-    end_learning_rate=0.0,
-):
-    """SGD with `lr(i) = (lr_0 - lr_end) (1 - min(i, total_steps) / total_steps)^power + lr_end`.
-
-    With `end_learning_rate=0` this is QGN's schedule (appendix: lr_0 = 0.02, power 0.9,
-    i_max = 100,000 iterations). Momentum and weight decay are not given by the paper; the
-    defaults (momentum 0.9, no decay) are ours. `weight_decay` is Keras' decoupled decay.
-
-    Args:
-        total_steps: i_max, the number of optimizer steps of the whole run (>= 1).
-        initial_learning_rate: lr_0.
-        power: the decay exponent rho.
-        momentum: SGD momentum.
-        weight_decay: None or the decoupled weight decay coefficient.
-        end_learning_rate: learning rate from step `total_steps` on.
-
-    Returns:
-        A `keras.optimizers.SGD` with a `keras.optimizers.schedules.PolynomialDecay` schedule.
-    """
-    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or (
-        total_steps < 1
-    ):
-        raise ValueError(f"`total_steps` must be an integer >= 1. Received: {total_steps!r}")
-    if not initial_learning_rate > 0:
-        raise ValueError(
-            f"`initial_learning_rate` must be > 0. Received: {initial_learning_rate!r}"
-        )
-    if not power > 0:
-        raise ValueError(f"`power` must be > 0. Received: power={power!r}")
-    schedule = keras.optimizers.schedules.PolynomialDecay(
-        initial_learning_rate,
-        decay_steps=int(total_steps),
-        end_learning_rate=end_learning_rate,
-        power=power,
-    )
-    return keras.optimizers.SGD(schedule, momentum=momentum, weight_decay=weight_decay)
-
-
-def current_learning_rate(optimizer):
-    """The learning rate the optimizer uses at its current step, as a Python float."""
-    rate = optimizer.learning_rate
-    return float(np.asarray(keras.ops.convert_to_numpy(rate)))
-
-
-def _write_json_atomically(path, data):
+def write_json_atomically(path, data):
+    """Writes `data` as JSON into `path` through a temporary file renamed into place (a crash
+    never leaves a half-written file)."""
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
@@ -183,7 +133,7 @@ class TrainingClock(keras.callbacks.Callback):
     def _save(self):
         self._last_session_save = self.clock()
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(self.state_path, self.state)
+        write_json_atomically(self.state_path, self.state)
 
     def on_epoch_end(self, epoch, logs=None):
         self.state["train_seconds"] = self.elapsed()
@@ -386,8 +336,3 @@ class GracefulStop(keras.callbacks.Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
-
-
-def epochs_for(total_steps, steps_per_epoch):
-    """Number of epochs of `steps_per_epoch` steps covering `total_steps` (rounded up)."""
-    return math.ceil(total_steps / steps_per_epoch)

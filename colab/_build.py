@@ -1,0 +1,134 @@
+"""Writes the notebooks of colab/ from their sources in colab/_cells/.
+
+    python colab/_build.py            # rewrite every notebook from its source
+    python colab/_build.py --check    # exit 1 if a notebook differs from what its source gives
+    python colab/_build.py --badges   # print the README lines with "Open in Colab" badges
+
+Each source `colab/_cells/NAME.py` is a Python file in the "percent" format (as jupytext writes
+it): `# %% [markdown]` starts a Markdown cell whose lines are comments (`# ` + Markdown, `#` for a
+blank line) and `# %%` starts a code cell; text before the first marker is ignored. Cell ids
+derive from the notebook name and the cell index, so an unchanged source gives byte-identical
+JSON. Notebooks are written without outputs or execution counts (tests/test_notebooks.py checks
+both).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCES = HERE / "_cells"
+MARKDOWN = "# %% [markdown]"
+CODE = "# %%"
+
+# Placeholder: the public GitHub repository ("owner/name") the badges point to. Not known yet;
+# set it here (the only place) before printing the badges.
+COLAB_REPO = "OWNER/REPO"
+COLAB_URL = "https://colab.research.google.com/github/{repo}/blob/main/colab/{name}.ipynb"
+BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"name": "python"}
+
+
+def split_cells(text):
+    """[(kind, source)] from a cell source file (kind "markdown" or "code")."""
+    cells, kind, lines = [], None, []
+    for line in text.splitlines():
+        stripped = line.rstrip()
+        if stripped in (MARKDOWN, CODE):
+            if kind is not None:
+                cells.append((kind, "\n".join(lines).strip("\n")))
+            kind, lines = ("markdown" if stripped == MARKDOWN else "code"), []
+        elif kind == "markdown":
+            lines.append(_uncomment(line))
+        elif kind is not None:
+            lines.append(line)
+    if kind is not None:
+        cells.append((kind, "\n".join(lines).strip("\n")))
+    return [(kind, source) for kind, source in cells if source]
+
+
+def _uncomment(line):
+    """A Markdown line from its commented form ("# text" or "#")."""
+    if line.rstrip() == "#":
+        return ""
+    if not line.startswith("# "):
+        raise ValueError(
+            "Markdown cells hold comment lines ('# ' + text, or '#' for a blank line). "
+            f"Received: line={line!r}"
+        )
+    return line[2:]
+
+
+def notebook_json(name, text):
+    """The notebook (nbformat 4.5) as a JSON string, one cell per source cell, no outputs."""
+    cells = []
+    for index, (kind, source) in enumerate(split_cells(text)):
+        cell = {
+            "cell_type": kind,
+            "id": f"{name.replace('_', '-')}-{index:02d}",
+            "metadata": {},
+            "source": source.splitlines(keepends=True),
+        }
+        if kind == "code":
+            cell["execution_count"] = None
+            cell["outputs"] = []
+        cells.append(cell)
+    notebook = {
+        "cells": cells,
+        "metadata": {
+            "colab": {"provenance": []},
+            "kernelspec": KERNELSPEC,
+            "language_info": LANGUAGE_INFO,
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
+def notebook_title(text):
+    """The first Markdown heading of a cell source file, without the leading #."""
+    for kind, source in split_cells(text):
+        if kind == "markdown" and source.startswith("#"):
+            return source.splitlines()[0].lstrip("#").strip()
+    return ""
+
+
+def badge_lines(repo=COLAB_REPO):
+    """Markdown lines: one "Open in Colab" badge per notebook, with its title."""
+    lines = []
+    for source in sorted(SOURCES.glob("*.py")):
+        url = COLAB_URL.format(repo=repo, name=source.stem)
+        title = notebook_title(source.read_text(encoding="utf-8")).replace("`", "")
+        lines.append(f"- [![Open In Colab]({BADGE})]({url}) `{source.stem}`: {title}")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare, write nothing")
+    parser.add_argument("--badges", action="store_true", help="print the badge lines and exit")
+    args = parser.parse_args(argv)
+    if args.badges:
+        print("\n".join(badge_lines()))
+        return 0
+    stale = []
+    for source in sorted(SOURCES.glob("*.py")):
+        target = HERE / f"{source.stem}.ipynb"
+        text = notebook_json(source.stem, source.read_text(encoding="utf-8"))
+        current = target.read_text(encoding="utf-8") if target.exists() else None
+        if current == text:
+            continue
+        stale.append(target.name)
+        if not args.check:
+            target.write_text(text, encoding="utf-8")
+    verb = "out of date" if args.check else "written"
+    print(f"{len(stale)} notebook(s) {verb}: {', '.join(stale) or '-'}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
