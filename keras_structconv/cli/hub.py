@@ -168,7 +168,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        print("stopped")  # Ctrl-C is how a user ends `serve`: not an error
     finally:
         server.server_close()
     return 0

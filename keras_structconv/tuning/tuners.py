@@ -171,15 +171,15 @@ class _LeasedOracle:
 
 
 class _RandomSearchOracle(_LeasedOracle, keras_tuner.oracles.RandomSearchOracle):
-    pass
+    """RandomSearch's oracle with trial leases (a dead worker's trial goes back to the queue)."""
 
 
 class _BayesianOptimizationOracle(_LeasedOracle, keras_tuner.oracles.BayesianOptimizationOracle):
-    pass
+    """BayesianOptimization's oracle with trial leases."""
 
 
 class _HyperbandOracle(_LeasedOracle, keras_tuner.oracles.HyperbandOracle):
-    pass
+    """Hyperband's oracle with trial leases."""
 
 
 # ------------------------------------------------------------------------------------ tuners

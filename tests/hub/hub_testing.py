@@ -75,7 +75,7 @@ class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
         record["sent"] += len(chunk)
 
     def log_message(self, format, *args):
-        pass
+        """Silent: request lines would drown the test output."""
 
 
 class HubServer:
