@@ -191,6 +191,16 @@ def _instantiate(layer_or_factory):
     )
 
 
+def _built_pair(ours, reference, x):
+    """[ours, reference] as instances (factories are called), built eagerly on `x`: their
+    weights must exist before a step is traced."""
+    pair = [_instantiate(ours), _instantiate(reference)]
+    for layer in pair:
+        if not layer.built:
+            layer(x)
+    return pair
+
+
 def mean_square_loss(outputs):
     """A loss defined for any output structure; its backward pass costs one elementwise op."""
     import tensorflow as tf
@@ -313,10 +323,7 @@ class Bench:
                 f"Received: modes={modes}"
             )
         x = _random_input(input_shape, dtype, self.seed)
-        layers = [_instantiate(ours), _instantiate(reference)]
-        for layer in layers:
-            if not layer.built:
-                layer(x)  # build eagerly: weights must exist before tracing
+        layers = _built_pair(ours, reference, x)
         results = []
         for mode in modes:
             if mode == FORWARD:
@@ -355,22 +362,15 @@ class Bench:
         import keras
 
         optimizer = optimizer or (lambda: keras.optimizers.SGD(0.01, momentum=0.9))
-        x = _random_input(input_shape, dtype, self.seed)
-        fns = []
-        for model in (_instantiate(ours), _instantiate(reference)):
-            if not model.built:
-                model(x)
-            fns.append(
-                _train_step_fn(model, x, optimizer=optimizer(), loss=loss, jit_compile=jit_compile)
+
+        def train_step(model, x):
+            return _train_step_fn(
+                model, x, optimizer=optimizer(), loss=loss, jit_compile=jit_compile
             )
-        return self.compare_callables(
-            name,
-            *fns,
-            mode=TRAIN_STEP,
-            shape=input_shape,
-            batch_size=input_shape[0],
-            warmup=warmup,
-            steps=steps,
+
+        return self._compare_models(
+            name, ours, reference, input_shape, train_step,
+            mode=TRAIN_STEP, dtype=dtype, warmup=warmup, steps=steps,
         )
 
     def compare_inference(
@@ -386,16 +386,26 @@ class Bench:
         steps=None,
     ) -> Comparison:
         """Inference-mode forward of two models on the same batch; the table adds images/s."""
+
+        def inference(model, x):
+            return _forward_fn(model, x, training=False, jit_compile=jit_compile)
+
+        return self._compare_models(
+            name, ours, reference, input_shape, inference,
+            mode=INFERENCE, dtype=dtype, warmup=warmup, steps=steps,
+        )
+
+    def _compare_models(
+        self, name, ours, reference, input_shape, step_fn, *, mode, dtype, warmup, steps
+    ) -> Comparison:
+        """Times `step_fn(model, x)()` of both models on the same random batch `x`; the rows
+        count images (the batch size is the first dimension of `input_shape`)."""
         x = _random_input(input_shape, dtype, self.seed)
-        fns = []
-        for model in (_instantiate(ours), _instantiate(reference)):
-            if not model.built:
-                model(x)
-            fns.append(_forward_fn(model, x, training=False, jit_compile=jit_compile))
+        fns = [step_fn(model, x) for model in _built_pair(ours, reference, x)]
         return self.compare_callables(
             name,
             *fns,
-            mode=INFERENCE,
+            mode=mode,
             shape=input_shape,
             batch_size=input_shape[0],
             warmup=warmup,

@@ -6,14 +6,19 @@
 
 Each source `colab/_cells/NAME.py` is a Python file in the "percent" format (as jupytext writes
 it): `# %% [markdown]` starts a Markdown cell whose lines are comments (`# ` + Markdown, `#` for a
-blank line) and `# %%` starts a code cell; text before the first marker is ignored. Cell ids
-derive from the notebook name and the cell index, so an unchanged source gives byte-identical
-JSON. Notebooks are written without outputs or execution counts (tests/test_notebooks.py checks
-both).
+blank line) and `# %%` starts a code cell; text before the first marker is ignored. A line
+`# %% [setup] EXTRAS` (e.g. `# %% [setup] tuning,viz`) stands for the setup cells every notebook
+starts with ("## Setup" and the cell installing `keras_structconv[EXTRAS]` when it is missing),
+written once in `colab/_cells/_setup.py`; each notebook gets its own copy. Cell ids derive from
+the notebook name and the cell index, so an unchanged source gives byte-identical JSON. Notebooks
+are written without outputs or execution counts (tests/test_notebooks.py checks both). Sources
+whose name starts with `_` are not notebooks.
 """
 
 import argparse
 import json
+import re
+import string
 import sys
 from pathlib import Path
 
@@ -21,6 +26,11 @@ HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "_cells"
 MARKDOWN = "# %% [markdown]"
 CODE = "# %%"
+SETUP_SOURCE = SOURCES / "_setup.py"
+SETUP_LINE = re.compile(r"^# %% \[setup\] (?P<extras>\S+)[ \t]*$", re.MULTILINE)
+# The module each extra (setup.py's extras_require) provides that a notebook imports: the setup
+# cell installs the extras when one of these modules is missing.
+EXTRA_MODULES = {"tuning": "keras_tuner", "viz": "matplotlib"}
 
 # Placeholder: the public GitHub repository ("owner/name") the badges point to. Not known yet;
 # set it here (the only place) before printing the badges.
@@ -30,6 +40,37 @@ BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python"}
+
+
+def notebook_sources():
+    """The notebook sources `colab/_cells/NAME.py`, sorted (`_`-prefixed files are parts)."""
+    return sorted(path for path in SOURCES.glob("*.py") if not path.name.startswith("_"))
+
+
+def expand_setup(text):
+    """`text` with each `# %% [setup] EXTRAS` line replaced by the shared setup cells."""
+    return SETUP_LINE.sub(lambda match: setup_cells(match["extras"]), text)
+
+
+def setup_cells(extras):
+    """The cells of `_setup.py` (from its first cell marker on) for the extras "a,b"."""
+    names = extras.split(",")
+    unknown = [name for name in names if name not in EXTRA_MODULES]
+    if unknown:
+        raise ValueError(
+            f"Unknown extras {unknown} in a `# %% [setup]` line; known: {sorted(EXTRA_MODULES)}. "
+            f"Received: extras={extras!r}"
+        )
+    modules = ("keras_structconv", *(EXTRA_MODULES[name] for name in names))
+    template = SETUP_SOURCE.read_text(encoding="utf-8")
+    cells = template[template.index(MARKDOWN):]
+    required_modules = "(" + ", ".join(f'"{module}"' for module in modules) + ")"
+    return string.Template(cells).substitute(extras=extras, required_modules=required_modules)
+
+
+def notebook_cells(text):
+    """[(kind, source)] of a notebook source, its `# %% [setup]` line expanded."""
+    return split_cells(expand_setup(text))
 
 
 def split_cells(text):
@@ -65,7 +106,7 @@ def _uncomment(line):
 def notebook_json(name, text):
     """The notebook (nbformat 4.5) as a JSON string, one cell per source cell, no outputs."""
     cells = []
-    for index, (kind, source) in enumerate(split_cells(text)):
+    for index, (kind, source) in enumerate(notebook_cells(text)):
         cell = {
             "cell_type": kind,
             "id": f"{name.replace('_', '-')}-{index:02d}",
@@ -91,7 +132,7 @@ def notebook_json(name, text):
 
 def notebook_title(text):
     """The first Markdown heading of a cell source file, without the leading #."""
-    for kind, source in split_cells(text):
+    for kind, source in notebook_cells(text):
         if kind == "markdown" and source.startswith("#"):
             return source.splitlines()[0].lstrip("#").strip()
     return ""
@@ -100,7 +141,7 @@ def notebook_title(text):
 def badge_lines(repo=COLAB_REPO):
     """Markdown lines: one "Open in Colab" badge per notebook, with its title."""
     lines = []
-    for source in sorted(SOURCES.glob("*.py")):
+    for source in notebook_sources():
         url = COLAB_URL.format(repo=repo, name=source.stem)
         title = notebook_title(source.read_text(encoding="utf-8")).replace("`", "")
         lines.append(f"- [![Open In Colab]({BADGE})]({url}) `{source.stem}`: {title}")
@@ -116,7 +157,7 @@ def main(argv=None):
         print("\n".join(badge_lines()))
         return 0
     stale = []
-    for source in sorted(SOURCES.glob("*.py")):
+    for source in notebook_sources():
         target = HERE / f"{source.stem}.ipynb"
         text = notebook_json(source.stem, source.read_text(encoding="utf-8"))
         current = target.read_text(encoding="utf-8") if target.exists() else None

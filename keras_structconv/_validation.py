@@ -17,6 +17,7 @@ __all__ = [
     "int_in_range",
     "int_pair",
     "is_int",
+    "known_channels",
     "one_of",
     "positive_float",
     "positive_int",
@@ -100,6 +101,19 @@ def channels_last(data_format: str | None, layer_name: str) -> str:
             f"Received: data_format={data_format!r}"
         )
     return data_format
+
+
+def known_channels(input_shape: Any, layer_name: str, axis: int = -1) -> int:
+    """The channel count of a 4-D `input_shape` (at `axis`), which must be known at build."""
+    shape = tuple(input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"{layer_name} expects a 4-D input. Received: input_shape={shape}")
+    if shape[axis] is None:
+        raise ValueError(
+            f"The channel dimension of the input of {layer_name} must be known. "
+            f"Received: input_shape={shape}"
+        )
+    return shape[axis]
 
 
 def _iterable(value: Any) -> bool:

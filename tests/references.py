@@ -5,6 +5,8 @@
 - `portable_trace`, `tflite_outputs`, `onnx_outputs`: a layer traced in `portable_ops()`, run in
   TFLite's interpreter with builtin ops only, or through tf2onnx (opset 17) in onnxruntime.
 - `assert_relative_close`: max |error| relative to the largest expected value.
+- `tree_attention_logit`: TreeAttention's tree written with plain loops over groups, one channel
+  at a time, from the layer's weights (NumPy arrays or TF tensors).
 """
 
 import importlib.util
@@ -113,3 +115,32 @@ def onnx_outputs(layer, x):
         proto.SerializeToString(), providers=["CPUExecutionProvider"]
     )
     return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def tree_attention_logit(channels, weights, group_size, prelu):
+    """The logit `Z` of TreeAttention's gate `sigmoid(Z)`: levels of g-channel groups, each unit
+    `bias[j] + sum_k z[j*g + k] * kernel[0, 0, k, j]` followed by `prelu(unit, alpha[j])` unless
+    the level reaches one channel, while the count is divisible by g; then a 1x1 convolution to
+    one channel if more are left.
+
+    Args:
+        channels: the input's channels, one `(N, H, W)` array or tensor each.
+        weights: the layer's weights by name (`kernel_i`, `bias_i`, `alpha_i`).
+        group_size: g.
+        prelu: `prelu(unit, alpha) -> activation`, in the caller's array library.
+    """
+    g = group_size
+    z, level = list(channels), 0
+    while len(z) % g == 0 and len(z) > 1:
+        kernel, bias = weights[f"kernel_{level}"], weights[f"bias_{level}"]
+        out = []
+        for j in range(len(z) // g):
+            unit = bias[j] + sum(z[j * g + k] * kernel[0, 0, k, j] for k in range(g))
+            if len(z) // g > 1:
+                unit = prelu(unit, weights[f"alpha_{level}"][j])
+            out.append(unit)
+        z, level = out, level + 1
+    if len(z) > 1:
+        kernel, bias = weights[f"kernel_{level}"], weights[f"bias_{level}"]
+        z = [bias[0] + sum(z[c] * kernel[0, 0, c, 0] for c in range(len(z)))]
+    return z[0]

@@ -7,27 +7,17 @@ import pytest
 
 from keras_structconv.analysis import gate_statistics
 from keras_structconv.layers import TreeAttention
+from tests.references import tree_attention_logit
 
 
 def numpy_gate(layer, x):
     """SPEC §3's tree in NumPy, one group at a time, from the layer's weights: (N, H, W)."""
     weights = {w.name: np.asarray(w) for w in layer.weights}
-    g = layer.group_size
-    z = [x[..., c].astype("float64") for c in range(x.shape[-1])]
-    level = 0
-    while len(z) % g == 0 and len(z) > 1:
-        kernel, bias = weights[f"kernel_{level}"], weights[f"bias_{level}"]
-        out = []
-        for j in range(len(z) // g):
-            unit = bias[j] + sum(z[j * g + k] * kernel[0, 0, k, j] for k in range(g))
-            if len(z) // g > 1:
-                unit = np.where(unit > 0, unit, weights[f"alpha_{level}"][j] * unit)
-            out.append(unit)
-        z, level = out, level + 1
-    if len(z) > 1:
-        kernel, bias = weights[f"kernel_{level}"], weights[f"bias_{level}"]
-        z = [bias[0] + sum(z[c] * kernel[0, 0, c, 0] for c in range(len(z)))]
-    return 1.0 / (1.0 + np.exp(-z[0]))
+    channels = [x[..., c].astype("float64") for c in range(x.shape[-1])]
+    logit = tree_attention_logit(
+        channels, weights, layer.group_size, lambda u, alpha: np.where(u > 0, u, alpha * u)
+    )
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
 def _random_tam(group_size, name, seed):

@@ -14,26 +14,7 @@ from tests.layer_harness import (
     check_overfit,
     check_reference,
 )
-
-PACKAGE = "keras_structconv_tests"
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ChannelScale(keras.layers.Layer):
-    """y = x * w * scale, w a learned per-channel vector: a correct toy layer."""
-
-    def __init__(self, scale=2.0, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = scale
-
-    def build(self, input_shape):
-        self.w = self.add_weight(shape=(input_shape[-1],), initializer="random_normal", name="w")
-
-    def call(self, x):
-        return x * self.w * self.scale
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
+from tests.toy_factories import PACKAGE, ChannelScale  # y = x * w * scale: a correct toy layer
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -84,7 +65,7 @@ def scale_reference(layer, x):
 
 def toy_case(layer_class, **kwargs):
     return LayerCase(
-        factory=lambda: layer_class(scale=3.0),
+        factory=lambda: layer_class(value=0.5, scale=3.0),
         input_shape=(2, 5, 6, 4),
         reference=scale_reference,
         subprocess_load=False,

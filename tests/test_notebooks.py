@@ -1,8 +1,9 @@
 """The Colab notebooks of colab/: committed clean, and each one runs top to bottom.
 
 - Committed form (fast, always run): valid nbformat 4 JSON, no outputs and no execution counts,
-  byte-identical to what `colab/_build.py` writes from `colab/_cells/NAME.py`, a first code cell
-  that installs the package only when it is missing, and the small-mode switch.
+  byte-identical to what `colab/_build.py` writes from `colab/_cells/NAME.py` (whose setup cells
+  come from the one shared source `colab/_cells/_setup.py`), a first code cell that installs the
+  package only when it is missing, and the small-mode switch.
 - Execution (`pytest -m notebooks`): nbclient runs each notebook headless in small mode
   (`KERAS_STRUCTCONV_NOTEBOOK_SMALL=1`) in a kernel started from this interpreter (a kernel spec
   written to a temporary folder whose argv is `sys.executable -m ipykernel_launcher`), in a
@@ -112,6 +113,29 @@ def test_notebook_matches_its_source(path):
     )
 
 
+def test_notebook_sources_share_one_setup_source():
+    build = _load_build_script()
+    assert [path.stem for path in build.notebook_sources()] == _ids(NOTEBOOKS)
+    for source in build.notebook_sources():
+        text = source.read_text(encoding="utf-8")
+        assert build.SETUP_LINE.search(text), f"{source.name} has no `# %% [setup]` line"
+        assert "KERAS_STRUCTCONV_GIT_URL" not in text, f"{source.name} copies the setup cell"
+
+
+def test_setup_line_expands_to_the_setup_cells_for_its_extras():
+    build = _load_build_script()
+    text = "# %% [markdown]\n# # Title\n# %% [setup] tuning,viz\n# %%\nx = 1\n"
+    cells = build.notebook_cells(text)
+    assert [kind for kind, _ in cells] == ["markdown", "markdown", "code", "code"]
+    assert cells[1][1].startswith("## Setup\n") and "needs: `tuning,viz`." in cells[1][1]
+    install = cells[2][1]
+    assert 'REQUIRED_MODULES = ("keras_structconv", "keras_tuner", "matplotlib")' in install
+    assert 'EXTRAS = "tuning,viz"' in install and "$" not in install
+    assert cells[3] == ("code", "x = 1")
+    with pytest.raises(ValueError, match="Received: extras='viz,gpu'"):
+        build.notebook_cells("# %% [setup] viz,gpu\n")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_install_cell_and_small_switch(path):
     notebook = json.loads(path.read_text(encoding="utf-8"))
@@ -219,8 +243,16 @@ def test_notebook_runs_in_small_mode(path, kernel_spec_dir, tmp_path, monkeypatc
         resources={"metadata": {"path": str(tmp_path)}},
     )
     start = time.monotonic()
-    client.execute()  # raises CellExecutionError (with the traceback) on the first failing cell
+    try:
+        client.execute()  # raises CellExecutionError (with the traceback) on the first failing cell
+    finally:
+        # A client given its kernel manager does not own the kernel and leaves it running: each
+        # notebook's kernel would hold its memory (TensorFlow and the notebook's models) until
+        # this pytest worker exits.
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
     elapsed = time.monotonic() - start
+    assert not manager.is_alive(), "the notebook's kernel is still running"
     errors = [
         output
         for cell in _code_cells(notebook)

@@ -68,6 +68,23 @@ def canonical(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def run_python(arguments, *, cwd, timeout, **environment):
+    """Runs this interpreter with `arguments` (TensorFlow's logs silenced, `environment` added);
+    asserts that it succeeds and returns the completed process."""
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **environment)
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
 def test_version_is_single_sourced():
     text = (REPO / "keras_structconv" / "_version.py").read_text(encoding="utf-8")
     (declared,) = re.findall(r'^__version__ = "([^"]+)"$', text, flags=re.MULTILINE)
@@ -139,34 +156,15 @@ def test_core_import_and_cli_need_no_optional_dependency(tmp_path):
         print("core import ok")
         """
     )
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_python(["-c", script], cwd=tmp_path, timeout=600, PYTHONPATH=str(REPO))
     assert "usage: structconv" in result.stdout
     assert result.stdout.rstrip().endswith("core import ok")
 
 
 def test_api_reference_builds_without_warnings_or_broken_references(tmp_path):
     site = tmp_path / "site"
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "build_docs.py"), "--output", str(site)],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    build_docs = REPO / "tools" / "build_docs.py"
+    run_python([str(build_docs), "--output", str(site)], cwd=REPO, timeout=900)
     for page in ("index.html", "keras_structconv.html", "keras_structconv/layers.html"):
         assert (site / page).is_file(), page
     layers_page = (site / "keras_structconv" / "layers.html").read_text(encoding="utf-8")

@@ -5,7 +5,8 @@
 - `FoldingConv()`: a factory with `folds_zero_padding = True` building `ExplicitPadConv2D`, a
   Conv2D that pads its input itself (what ZeroPadding2D + conv computes);
 - `scale_attention`: a trivial attention module, `ChannelScale` (per-channel learned scale,
-  1.0 at init so it starts as an exact identity).
+  1.0 at init so it starts as an exact identity); `ChannelScale` is also the correct toy layer
+  that tests/test_layer_harness.py runs the harness on.
 """
 
 import keras
@@ -53,25 +54,27 @@ class ExplicitPadConv2D(keras.layers.Conv2D):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ChannelScale(keras.layers.Layer):
-    """A trivial attention module: multiplies by a learned per-channel scale."""
+    """y = x * w * scale: `w` a learned per-channel vector starting at `value`, `scale` a fixed
+    factor (so the config, not only the weights, decides the output)."""
 
-    def __init__(self, value=1.0, **kwargs):
+    def __init__(self, value=1.0, scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.value = value
+        self.scale = scale
 
     def build(self, input_shape):
-        self.scale = self.add_weight(
-            shape=(input_shape[-1],), initializer=keras.initializers.Constant(self.value)
+        self.w = self.add_weight(
+            shape=(input_shape[-1],), initializer=keras.initializers.Constant(self.value), name="w"
         )
 
     def call(self, inputs):
-        return inputs * keras.ops.cast(self.scale, inputs.dtype)
+        return inputs * keras.ops.cast(self.w, inputs.dtype) * self.scale
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "value": self.value}
+        return {**super().get_config(), "value": self.value, "scale": self.scale}
 
 
 def copy_conv(old_conv):

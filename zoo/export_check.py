@@ -13,7 +13,8 @@ random images, for TFLite (builtin ops only, run in LiteRT or tf.lite) and ONNX 
 is checked with `propagation="pred"` and `"all"` on a small ResNet-18 QGN.
 
 The conversions of the ImageNet-size models take a while (minutes for the 100-layer ones on 2
-cores); `tests/test_export.py` converts one builder per family in `make test`, this script all.
+cores); `tests/export/test_builders.py` converts the zoo's PS and TAM ResNet-20s in `make test`
+(the other operators' layers are converted by the layer tests there), this script every builder.
 Exit status 0 when every row passes, 1 otherwise.
 """
 

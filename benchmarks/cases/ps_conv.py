@@ -24,13 +24,11 @@ and =1): the layer picks a different formulation in each (docs/design/ps_conv.md
 `--quick` shrinks every shape to a smoke test.
 """
 
-import keras
-
+from benchmarks.cases._stages import STAGES, conv3x3
 from benchmarks.runner import FORWARD, FORWARD_BACKWARD, register
 from keras_structconv.layers.ps_conv import FORMULATIONS, PSConv2D
 from keras_structconv.models import PSResNet20, PSResNet50, ResNet20, ResNet50
 
-STAGES = ((56, 64), (28, 128), (14, 256), (7, 512))
 STRIDED = ((56, 128), (28, 256), (14, 512))
 CIFAR_STAGES = ((32, 16), (16, 32), (8, 64))
 
@@ -49,9 +47,7 @@ def psconv_layers(bench):
             yield from bench.compare_layers(
                 f"PSConv2D 3x3 {channels}@{shape[1]}² b{batch}",
                 ours=lambda c=channels: PSConv2D(c, 3, padding="same"),
-                reference=lambda c=channels: keras.layers.Conv2D(
-                    c, 3, padding="same", use_bias=False
-                ),
+                reference=lambda c=channels: conv3x3(c),
                 input_shape=shape,
                 modes=(FORWARD, FORWARD_BACKWARD),
             )
@@ -76,9 +72,7 @@ def psconv_formulations(bench):
             yield from bench.compare_layers(
                 f"PSConv2D[{formulation}] {channels}@{shape[1]}² b{shape[0]}",
                 ours=lambda c=channels, f=formulation: _forced(c, f),
-                reference=lambda c=channels: keras.layers.Conv2D(
-                    c, 3, padding="same", use_bias=False
-                ),
+                reference=lambda c=channels: conv3x3(c),
                 input_shape=shape,
                 modes=(FORWARD_BACKWARD,),
             )
@@ -92,9 +86,7 @@ def psconv_strided_layers(bench):
         yield from bench.compare_layers(
             f"PSConv2D 3x3/2 {channels}@{shape[1]}²",
             ours=lambda c=channels: PSConv2D(c, 3, strides=2, padding="same"),
-            reference=lambda c=channels: keras.layers.Conv2D(
-                c, 3, strides=2, padding="same", use_bias=False
-            ),
+            reference=lambda c=channels: conv3x3(c, strides=2),
             input_shape=shape,
             modes=(FORWARD_BACKWARD,),
         )

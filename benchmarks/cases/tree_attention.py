@@ -20,23 +20,16 @@ Cases:
 
 import keras
 
+from benchmarks.cases._stages import compare_with_conv3x3
 from benchmarks.runner import register
 from keras_structconv.layers import TreeAttention
 from keras_structconv.models import CifarResNet50, TAMCifarResNet50, TAMResNet50
 
-STAGES = ((56, 64), (28, 128), (14, 256), (7, 512))
-
 
 def _layers(bench, batch):
-    stages = ((8, 16), (4, 32)) if bench.quick else STAGES
-    batch = 2 if bench.quick else batch
-    for size, channels in stages:
-        yield from bench.compare_layers(
-            f"TreeAttention g=2 vs Conv2D 3x3, {size}x{size}x{channels}",
-            ours=lambda: TreeAttention(2),
-            reference=lambda c=channels: keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
-            input_shape=(batch, size, size, channels),
-        )
+    yield from compare_with_conv3x3(
+        bench, "TreeAttention g=2 vs Conv2D 3x3", lambda channels: TreeAttention(2), batch
+    )
 
 
 @register("tree_attention_layers", description="TreeAttention vs 3x3 Conv2D, stage shapes, batch 8")

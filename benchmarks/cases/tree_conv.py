@@ -16,25 +16,16 @@ Cases:
 `--quick` swaps in batch 2 and small images (the models keep their architecture).
 """
 
-import keras
-
+from benchmarks.cases._stages import compare_with_conv3x3
 from benchmarks.runner import register
 from keras_structconv.layers import TreeConv2D
 from keras_structconv.models import ResNet20, ResNet50, TreeResNet20, TreeResNet50
 
-STAGES = ((56, 64), (28, 128), (14, 256), (7, 512))
-
 
 def _layers(bench, batch):
-    stages = ((8, 16), (4, 32)) if bench.quick else STAGES
-    batch = 2 if bench.quick else batch
-    for size, channels in stages:
-        yield from bench.compare_layers(
-            f"TreeConv2D d=3 vs Conv2D, {size}x{size}x{channels}",
-            ours=lambda c=channels: TreeConv2D(c, 3, depth=3),
-            reference=lambda c=channels: keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
-            input_shape=(batch, size, size, channels),
-        )
+    yield from compare_with_conv3x3(
+        bench, "TreeConv2D d=3 vs Conv2D", lambda channels: TreeConv2D(channels, 3, depth=3), batch
+    )
 
 
 @register("tree_conv_layers", description="TreeConv2D vs Conv2D, ResNet-50 stage shapes, batch 8")

@@ -17,37 +17,7 @@
 # and a model holding all five layers saved as `.keras`, reloaded, exported as a TensorFlow
 # SavedModel and served through `keras.layers.TFSMLayer`, with the outputs compared.
 #
-# %% [markdown]
-# ## Setup
-#
-# The first cell installs `keras_structconv` (with its `viz` extra) when it is not importable (on
-# Colab). The package is installed from its git repository: **set `KERAS_STRUCTCONV_GIT_URL`** to
-# it first. When everything is already installed (e.g. in the repository's `.venv`), the cell does
-# nothing. If pip upgrades the TensorFlow or Keras that Colab ships, restart the runtime once after
-# this cell.
-#
-# %%
-import importlib.util
-import subprocess
-import sys
-
-# Where to install keras_structconv from when it is missing (it is not on PyPI): set this to the
-# package's git repository, e.g. "git+https://github.com/OWNER/REPO.git".
-KERAS_STRUCTCONV_GIT_URL = ""
-# What this notebook imports, and the package extras that provide it.
-REQUIRED_MODULES = ("keras_structconv", "matplotlib")
-EXTRAS = "viz"
-
-missing = [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
-if missing:
-    if not KERAS_STRUCTCONV_GIT_URL:
-        raise RuntimeError(
-            f"Not installed: {', '.join(missing)}. Set KERAS_STRUCTCONV_GIT_URL above to "
-            "keras_structconv's git repository (e.g. git+https://github.com/OWNER/REPO.git) "
-            "and run this cell again."
-        )
-    requirement = f"keras_structconv[{EXTRAS}] @ {KERAS_STRUCTCONV_GIT_URL}"
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", requirement])
+# %% [setup] viz
 
 # %% [markdown]
 # `SMALL = True` runs a few training steps on a few hundred images so that the whole notebook takes

@@ -11,35 +11,7 @@
 # 4. **PSConv's dilation matrix** (PSConv, Eq. 3): which dilation each (output, input) channel pair
 #    uses, drawn from the layer's pattern and then *measured* on the layer by probing it.
 #
-# %% [markdown]
-# ## Setup
-#
-# The first cell installs `keras_structconv` (with the extras this notebook needs) when it is not
-# importable (on Colab): **set `KERAS_STRUCTCONV_GIT_URL`** to the package's git repository
-# first. It does nothing when everything is already installed.
-#
-# %%
-import importlib.util
-import subprocess
-import sys
-
-# Where to install keras_structconv from when it is missing (it is not on PyPI): set this to the
-# package's git repository, e.g. "git+https://github.com/OWNER/REPO.git".
-KERAS_STRUCTCONV_GIT_URL = ""
-# What this notebook imports, and the package extras that provide it.
-REQUIRED_MODULES = ("keras_structconv", "matplotlib")
-EXTRAS = "viz"
-
-missing = [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
-if missing:
-    if not KERAS_STRUCTCONV_GIT_URL:
-        raise RuntimeError(
-            f"Not installed: {', '.join(missing)}. Set KERAS_STRUCTCONV_GIT_URL above to "
-            "keras_structconv's git repository (e.g. git+https://github.com/OWNER/REPO.git) "
-            "and run this cell again."
-        )
-    requirement = f"keras_structconv[{EXTRAS}] @ {KERAS_STRUCTCONV_GIT_URL}"
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", requirement])
+# %% [setup] viz
 
 # %% [markdown]
 # `SMALL = True` (set by `KERAS_STRUCTCONV_NOTEBOOK_SMALL=1`, as on CI) trains the network of parts

@@ -9,10 +9,12 @@
     structconv segment M I     a saved QGN's prediction beside its quadtree leaves
     structconv hub ...         list, pull, publish and serve zoo models
     structconv tune ...        KerasTuner search over the operators' hyper-parameters
+    structconv make-sample     draw the embedded CIFAR-10 sample anew from the full dataset
 
 Adding a subcommand: a module `keras_structconv/cli/<name>.py` with `register(subparsers)`, which
-adds its parser and `set_defaults(handler=<function(args) -> exit status>)`, listed in
-`SUBCOMMANDS`. Only this package parses arguments or prints; the library returns values.
+adds its parser with `_common.add_subcommand(subparsers, name, handler, help=...)` (`handler`:
+`function(args) -> exit status`) and then its arguments, listed in `SUBCOMMANDS`. Only this
+package parses arguments or prints; the library returns values.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SUBCOMMANDS = (
     "segment",
     "hub",
     "tune",
+    "make_sample",
 )
 
 

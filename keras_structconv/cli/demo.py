@@ -1,5 +1,11 @@
-"""`structconv demo`: the zoo's operators through the hub beside the baseline, then a ResNet-20
-trained on the embedded CIFAR-10 sample, saved, reloaded and compared."""
+"""`structconv demo`: the zoo's operators beside the baseline; train, save and reload a model.
+
+Load the zoo's CIFAR-10 models through the hub (from the repository's zoo/dist/ in a checkout,
+else KERAS_STRUCTCONV_HUB_URL) and report their accuracy on the 500 embedded test images beside
+the baseline ResNet-20's; then train a CIFAR ResNet-20 on the CIFAR-10 sample embedded in the
+package, report its accuracy, save it as .keras and as a SavedModel, reload both and check that
+their outputs match the trained model's.
+"""
 
 from __future__ import annotations
 
@@ -12,34 +18,15 @@ import keras
 import numpy as np
 
 from keras_structconv import datasets, demo, hub
-from keras_structconv.cli._types import positive_int
-from keras_structconv.demo import (
-    DEMO_BATCH_SIZE,
-    DEMO_EPOCHS,
-    DEMO_MIN_ACCURACY,
-    RELOAD_TOLERANCE,
-    ZOO_BASELINE,
-    ZOO_TOLERANCE,
-)
+from keras_structconv.cli._common import add_subcommand, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="the zoo's operators beside the baseline; train, save, reload and check a model",
-        description=(
-            "Load the zoo's CIFAR-10 models through the hub (from the repository's zoo/dist/ in a "
-            "checkout, else KERAS_STRUCTCONV_HUB_URL) and report their accuracy on the 500 "
-            "embedded test images beside the baseline ResNet-20's; then train a CIFAR ResNet-20 "
-            "on the CIFAR-10 sample embedded in the package, report its accuracy, save it as "
-            ".keras and as a SavedModel, reload both and check that their outputs match the "
-            "trained model's."
-        ),
-    )
+    parser = add_subcommand(subparsers, "demo", run, __doc__)
     parser.add_argument(
         "--epochs",
         type=positive_int,
-        default=DEMO_EPOCHS,
+        default=demo.DEMO_EPOCHS,
         help="training epochs over the 2,000 images (default %(default)s)",
     )
     parser.add_argument(
@@ -55,18 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use at most N training and N test images (quick smoke runs)",
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=DEMO_BATCH_SIZE, help="default %(default)s"
+        "--batch-size", type=positive_int, default=demo.DEMO_BATCH_SIZE, help="default %(default)s"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, order, augmentation")
     parser.add_argument(
         "--min-accuracy",
         type=float,
-        default=DEMO_MIN_ACCURACY,
+        default=demo.DEMO_MIN_ACCURACY,
         help="exit with status 1 below this test accuracy (default %(default)s; chance is 0.1)",
     )
     parser.add_argument("--no-zoo", dest="zoo", action="store_false",
                         help="skip the zoo models (only train, save and reload)")
-    parser.set_defaults(handler=run)
 
 
 def show_zoo() -> bool:
@@ -89,7 +75,7 @@ def show_zoo() -> bool:
     for entry in entries:
         handle = entry["handle"]
         reported = entry["metadata"].get("metrics", {}).get("embedded_test_top1")
-        role = "baseline" if entry["name"] == ZOO_BASELINE else "operator"
+        role = "baseline" if entry["name"] == demo.ZOO_BASELINE else "operator"
         try:
             measured = demo.zoo_accuracy(handle, x_test, y_test)
         except (hub.HubError, OSError, ValueError) as error:
@@ -98,10 +84,10 @@ def show_zoo() -> bool:
             continue
         if reported is None:
             verdict = "(no reported figure)"
-        elif abs(measured - reported) <= ZOO_TOLERANCE:
+        elif abs(measured - reported) <= demo.ZOO_TOLERANCE:
             verdict = f"reported {reported:.1%}: OK"
         else:
-            verdict = f"reported {reported:.1%}: MISMATCH (> {ZOO_TOLERANCE:g})"
+            verdict = f"reported {reported:.1%}: MISMATCH (> {demo.ZOO_TOLERANCE:g})"
             reproduced = False
         if role == "baseline":
             baseline = measured
@@ -133,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
     keras_path, export_path = demo.save_demo_model(model, output_dir)
     print(f"Saved {keras_path} and the SavedModel {export_path}")
     differences = demo.reload_differences(probabilities, test_images, keras_path, export_path)
+    tolerance = demo.RELOAD_TOLERANCE
     for name, difference in differences.items():
-        verdict = "OK" if difference <= RELOAD_TOLERANCE else f"MISMATCH (> {RELOAD_TOLERANCE:g})"
+        verdict = "OK" if difference <= tolerance else f"MISMATCH (> {tolerance:g})"
         print(f"Reloaded {name}: max abs diff of the outputs {difference:.3g}: {verdict}")
     if accuracy < args.min_accuracy:
         print(f"Test accuracy {accuracy:.1%} is below --min-accuracy {args.min_accuracy:.1%}")

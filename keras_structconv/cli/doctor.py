@@ -1,4 +1,7 @@
-"""`structconv doctor`: the runtime facts that decide the operators' speed, with advice."""
+"""`structconv doctor`: print the versions, oneDNN, CPU flags, threads and XLA, with advice.
+
+These runtime facts decide the operators' speed.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,12 @@ import argparse
 import json
 
 from keras_structconv import runtime
+from keras_structconv.cli._common import add_subcommand
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "doctor",
-        help="print TensorFlow/Keras versions, oneDNN, CPU flags, threads and XLA, with advice",
-    )
+    parser = add_subcommand(subparsers, "doctor", run, __doc__)
     parser.add_argument("--json", action="store_true", help="print the facts as JSON")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

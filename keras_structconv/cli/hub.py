@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from keras_structconv import hub
-from keras_structconv.cli._types import positive_int
+from keras_structconv.cli._common import add_subcommand, positive_int
 
 # Largest |TFLite - Keras| output difference accepted, relative to max(1, max |Keras output|).
 TFLITE_TOLERANCE = 1e-4
@@ -36,22 +36,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = parser.add_subparsers(dest="hub_command", metavar="HUB_COMMAND", required=True)
 
-    listing = commands.add_parser("list", help="the models the manifest in effect offers")
-    listing.set_defaults(handler=_reporting_hub_errors(run_list))
+    def add_hub_command(name, run, **parser_options):
+        return add_subcommand(commands, name, _reporting_hub_errors(run), **parser_options)
 
-    info = commands.add_parser("info", help="metadata of a model (manifest entry or archive)")
+    add_hub_command("list", run_list, help="the models the manifest in effect offers")
+
+    info = add_hub_command("info", run_info, help="metadata of a model (manifest entry or archive)")
     info.add_argument("handle")
-    info.set_defaults(handler=_reporting_hub_errors(run_info))
 
-    pull = commands.add_parser("pull", help="download, verify and cache a model; print its folder")
+    pull = add_hub_command(
+        "pull", run_pull, help="download, verify and cache a model; print its folder"
+    )
     pull.add_argument("handle")
     pull.add_argument("--format", choices=hub.api.FORMATS, default=None,
                       help="also load it in this format, as a check")
     pull.add_argument("--no-progress", dest="progress", action="store_false")
-    pull.set_defaults(handler=_reporting_hub_errors(run_pull))
 
-    publish = commands.add_parser(
-        "publish", help="write a model's archive, .sha256 file and manifest entry into DIST"
+    publish = add_hub_command(
+        "publish", run_publish,
+        help="write a model's archive, .sha256 file and manifest entry into DIST",
     )
     publish.add_argument("model", type=Path, help="a .keras file")
     publish.add_argument("--name", required=True, help="model name in handles, e.g. cifar_resnet20")
@@ -73,24 +76,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "keras_structconv/hub/manifest.json (URL relative to the hub base)")
     publish.add_argument("--overwrite", action="store_true",
                          help="replace an archive of the same name and version")
-    publish.set_defaults(handler=_reporting_hub_errors(run_publish))
 
-    serve = commands.add_parser("serve", help="serve a hub folder over HTTP (Range supported)")
+    serve = add_hub_command(
+        "serve", run_serve, help="serve a hub folder over HTTP (Range supported)"
+    )
     serve.add_argument("directory", type=Path)
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1",
                        help="interface (default %(default)s; 0.0.0.0 for every interface)")
-    serve.set_defaults(handler=_reporting_hub_errors(run_serve))
 
-    tflite = commands.add_parser(
-        "tflite", help="convert a hub model to TFLite and check it against the Keras outputs"
+    tflite = add_hub_command(
+        "tflite", run_tflite,
+        help="convert a hub model to TFLite and check it against the Keras outputs",
     )
     tflite.add_argument("handle")
     tflite.add_argument("-o", "--output", type=Path, default=Path("model.tflite"))
     tflite.add_argument("--allow-flex", action="store_true",
                         help="fall back to TensorFlow (Flex) ops when builtins do not suffice")
     tflite.add_argument("--seed", type=int, default=0, help="seed of the check's random images")
-    tflite.set_defaults(handler=_reporting_hub_errors(run_tflite))
 
 
 def _reporting_hub_errors(run):

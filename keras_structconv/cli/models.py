@@ -1,14 +1,15 @@
-"""`structconv models [PATTERN]`: the registered model builders."""
+"""`structconv models [PATTERN]`: list the registered model builders."""
 
 from __future__ import annotations
 
 import argparse
 
+from keras_structconv.cli._common import add_subcommand
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list the registered model builders")
+    parser = add_subcommand(subparsers, "models", run, __doc__)
     parser.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'ps_*'")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,15 @@
-"""`structconv quadtree-stats`: quadtree statistics of a segmentation dataset (QGN, Table 5)."""
+"""`structconv quadtree-stats`: quadtree statistics of a segmentation dataset (QGN, Table 5).
+
+Per split: % of pixels whose quadtree leaf is at each level Q_{L-1}..Q_0 and the quadtree/dense
+memory ratio (leaf cells / pixels), on label maps padded with void to a multiple of
+2^(levels-1).
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from keras_structconv.cli._types import positive_int
+from keras_structconv.cli._common import add_subcommand, positive_int
 from keras_structconv.quadtree.stats import (
     CAMVID_NUM_CLASSES,
     CAMVID_SPLITS,
@@ -16,15 +21,7 @@ from keras_structconv.quadtree.stats import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "quadtree-stats",
-        help="Quadtree statistics of a segmentation dataset (QGN paper, Table 5).",
-        description=(
-            "Per split: % of pixels whose quadtree leaf is at each level Q_{L-1}..Q_0 and the "
-            "quadtree/dense memory ratio (leaf cells / pixels), on label maps padded with void "
-            "to a multiple of 2^(levels-1)."
-        ),
-    )
+    parser = add_subcommand(subparsers, "quadtree-stats", run, __doc__)
     parser.add_argument("--data", choices=["camvid"], default="camvid", help="dataset")
     parser.add_argument(
         "--data-dir",
@@ -55,7 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also print the fraction of sites present in the quadtree at each level",
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""`structconv segment MODEL IMAGE`: a saved QGN's prediction beside its quadtree leaves."""
+"""`structconv segment MODEL IMAGE`: a saved QGN's prediction beside its quadtree leaves.
+
+Run a saved QGN (keras_structconv.models.QGN, .keras) on an image file and save a figure: the
+image, the colour-coded prediction, and the level of the quadtree leaf each pixel was predicted
+at, with the leaf cells outlined.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,16 @@ import argparse
 
 import numpy as np
 
+from keras_structconv.cli._common import add_subcommand
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "segment",
-        help="segment an image with a saved QGN; draw the prediction beside the quadtree leaves",
-        description=(
-            "Run a saved QGN (keras_structconv.models.QGN, .keras) on an image file and save a "
-            "figure: the image, the colour-coded prediction, and the level of the quadtree leaf "
-            "each pixel was predicted at, with the leaf cells outlined."
-        ),
-    )
+    parser = add_subcommand(subparsers, "segment", run, __doc__)
     parser.add_argument("model", help="a QGN .keras file")
     parser.add_argument("image", help="an image file (padded to the model's input size)")
     parser.add_argument("-o", "--output", default="segment.png", help="figure to write")
     parser.add_argument("--propagation", choices=("pred", "all"), default="pred",
                         help="decoder propagation scheme (default %(default)s: inference)")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

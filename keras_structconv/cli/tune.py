@@ -1,5 +1,10 @@
 """`structconv tune`: a KerasTuner search over the operators' hyper-parameters.
 
+Search PSConv2D's cyclic interval and pattern, TreeConv2D's depth and variant, TreeAttention's
+group size (per stage, each stage may keep the vanilla conv), AOGNetCIFAR's N and pruning, with
+the learning rate, weight decay and batch size. Every trial records its trainable parameters and
+train-step time; budgets turn trials over them into failed trials with the reason.
+
     structconv tune --backbone ResNet20 --operators psconv,treeconv,tam --tuner hyperband \\
         --epochs 4 --data cifar10 --train-subset 10000 --dir runs/resnet20
 
@@ -20,30 +25,21 @@ import shlex
 import sys
 from pathlib import Path
 
-from keras_structconv.cli._types import positive_int
+from keras_structconv.cli._common import add_subcommand, positive_int
 
 DEFAULT_OPERATORS = "psconv,treeconv,tam"
+EPILOG = (
+    "backbones: ResNet20, ResNet56, CifarResNet18, CifarResNet50, ResNet18, ResNet50, ResNet101, "
+    "AOGNetCIFAR, keras.applications.<Name>, or package.module:builder (a builder taking "
+    "input_shape=, classes=, conv=, attention=)\n"
+    "operators: psconv, treeconv, tam (conv and attention backbones), aog (AOGNetCIFAR)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "tune",
-        help="KerasTuner search over the operators' hyper-parameters.",
-        description=(
-            "Search PSConv2D's cyclic interval and pattern, TreeConv2D's depth and variant, "
-            "TreeAttention's group size (per stage, each stage may keep the vanilla conv), "
-            "AOGNetCIFAR's N and pruning, with the learning rate, weight decay and batch size. "
-            "Every trial records its trainable parameters and train-step time; budgets turn "
-            "trials over them into failed trials with the reason. Resumable: the same command "
-            "continues the search."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "backbones: ResNet20, ResNet56, CifarResNet18, CifarResNet50, ResNet18, ResNet50, "
-            "ResNet101, AOGNetCIFAR, keras.applications.<Name>, or package.module:builder (a "
-            "builder taking input_shape=, classes=, conv=, attention=)\n"
-            "operators: psconv, treeconv, tam (conv and attention backbones), aog (AOGNetCIFAR)"
-        ),
+    parser = add_subcommand(
+        subparsers, "tune", run, __doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
     )
     search = parser.add_argument_group("search")
     search.add_argument("--backbone", default="ResNet20", help="backbone (default ResNet20)")
@@ -114,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     distributed.add_argument("--lease-seconds", type=float, default=120.0)
     distributed.add_argument("--heartbeat-seconds", type=float, default=10.0)
     distributed.add_argument("--idle-poll-seconds", type=float, default=1.0)
-    parser.set_defaults(handler=run, parser=parser)
+    parser.set_defaults(parser=parser)
 
 
 def _number_or_range(parser, text, name):

@@ -151,20 +151,7 @@ def camvid_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def load_camvid(
-    split="train",
-    data_dir=None,
-    batch_size=4,
-    augment=False,
-    shuffle=None,
-    crop_size=None,
-    scale_range=(0.5, 2.0),
-    pad_to="auto",
-    normalize=True,
-    seed=None,
-    drop_remainder=False,
-    image_interpolation="bilinear",
-):
+def load_camvid(split="train", data_dir=None, *, shuffle=None, **dataset_options):
     """CamVid as a batched `tf.data.Dataset` of `(image float32, label int32)`.
 
     TensorFlow Datasets has no CamVid: this reads the JPEG npz copy only.
@@ -174,7 +161,9 @@ def load_camvid(
         data_dir: folder holding the split files (default: `$KERAS_STRUCTCONV_DATA/camvid`, else
             `<repo>/../shared/data/camvid`).
         shuffle: shuffle anew each epoch; None means `split == "train"`.
-        Others: see `camvid_dataset`.
+        **dataset_options: the other arguments of `camvid_dataset`, with its defaults
+            (`batch_size=4`, `augment`, `crop_size`, `scale_range`, `pad_to`, `normalize`,
+            `seed`, `drop_remainder`, `image_interpolation`).
 
     Returns:
         A `tf.data.Dataset` of `(float32 (B, h, w, 3), int32 (B, h, w))`: (384, 480) by default,
@@ -187,11 +176,7 @@ def load_camvid(
     images, labels = load_camvid_arrays(split, data_dir)
     if shuffle is None:
         shuffle = split == "train"
-    return camvid_dataset(
-        images, labels, batch_size=batch_size, augment=augment, shuffle=shuffle,
-        crop_size=crop_size, scale_range=scale_range, pad_to=pad_to, normalize=normalize,
-        seed=seed, drop_remainder=drop_remainder, image_interpolation=image_interpolation,
-    )
+    return camvid_dataset(images, labels, shuffle=shuffle, **dataset_options)
 
 
 def random_scale_crop_flip(

@@ -8,8 +8,8 @@ Sources:
   `<repo>/../shared/data/cifar10`. Its pixels differ slightly from the original binary release
   (JPEG coding).
 - `"embedded"`: 2,000 train + 500 test images of that copy shipped inside the package
-  (`data/cifar10_sample.npz`, 200 / 50 per class; regenerate with
-  `python -m keras_structconv.datasets.make_sample`). Enough for demos and smoke tests.
+  (`data/cifar10_sample.npz`, 200 / 50 per class; regenerate with `structconv make-sample`).
+  Enough for demos and smoke tests.
 - `"tfds"`: TensorFlow Datasets' `"cifar10"` (the original pixels); downloads on first use, so it
   needs network access.
 
@@ -19,6 +19,7 @@ per-channel standardisation `(x / 255 - MEAN) / STD`, all on raw pixels in that 
 is black, as in torchvision's `RandomCrop(32, padding=4)`).
 """
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,8 @@ def load_embedded_cifar10():
     """The CIFAR-10 sample shipped in the package: 2,000 train and 500 test images.
 
     Classes are balanced (200 / 50 images each), drawn with a fixed seed from the npz copy of
-    CIFAR-10 (`make_sample.py` regenerates the file); images are kept in their original order,
-    i.e. sorted by class: shuffle before training (`cifar10_dataset(..., shuffle=True)`).
+    CIFAR-10 (`structconv make-sample` regenerates the file); images are kept in their original
+    order, i.e. sorted by class: shuffle before training (`cifar10_dataset(..., shuffle=True)`).
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`, `x` uint8 (N, 32, 32, 3) read-only, `y` int32.
@@ -148,17 +149,7 @@ def cifar10_dataset(
     )
 
 
-def load_cifar10(
-    split="train",
-    data_dir=None,
-    batch_size=128,
-    augment=False,
-    shuffle=None,
-    normalize=True,
-    seed=None,
-    drop_remainder=False,
-    source="npz",
-):
+def load_cifar10(split="train", data_dir=None, *, source="npz", shuffle=None, **dataset_options):
     """CIFAR-10 as a batched `tf.data.Dataset` of `(image float32, label int32)`.
 
     Args:
@@ -167,14 +158,11 @@ def load_cifar10(
             `$KERAS_STRUCTCONV_DATA/cifar10`, else `<repo>/../shared/data/cifar10`); for
             `source="tfds"`, TensorFlow Datasets' `data_dir` (None: its default); unused for
             `source="embedded"`.
-        batch_size: images per batch.
-        augment: pad-4 random crop and horizontal flip (for training).
-        shuffle: shuffle anew each epoch; None means `split == "train"`.
-        normalize: per-channel standardisation with `MEAN`/`STD` (else float32 in [0, 255]).
-        seed: integer for reproducible order and augmentation, or None.
-        drop_remainder: drop the last incomplete batch.
         source: `"npz"` (the JPEG npz copy), `"embedded"` (the sample shipped in the package) or
             `"tfds"` (TensorFlow Datasets `"cifar10"`, needs network access the first time).
+        shuffle: shuffle anew each epoch; None means `split == "train"`.
+        **dataset_options: the other arguments of `cifar10_dataset`, with its defaults
+            (`batch_size=128`, `augment`, `seed`, `normalize`, `drop_remainder`).
 
     Returns:
         A `tf.data.Dataset` of `(float32 (B, 32, 32, 3), int32 (B,))`.
@@ -187,20 +175,17 @@ def load_cifar10(
     _pipeline.check_choice("split", split, SPLITS)
     if shuffle is None:
         shuffle = split == "train"
-    options = dict(
-        batch_size=batch_size, augment=augment, shuffle=shuffle, seed=seed, normalize=normalize,
-        drop_remainder=drop_remainder,
-    )
     if source == "tfds":
         from keras_structconv.datasets import _tfds
 
+        options = _pipeline_options(shuffle=shuffle, **dataset_options)
         pairs = _tfds.load_cifar10_pairs(split, data_dir)
         return _batched_pipeline(pairs, _SPLIT_SIZES[split], **options)
     if source == "embedded":
         x, y = load_embedded_cifar10()[SPLITS.index(split)]
     else:
         x, y = load_cifar10_arrays(split, data_dir)
-    return cifar10_dataset(x, y, **options)
+    return cifar10_dataset(x, y, shuffle=shuffle, **dataset_options)
 
 
 def random_crop_and_flip(images, seed, padding=PADDING):
@@ -229,6 +214,15 @@ def random_crop_and_flip(images, seed, padding=PADDING):
     cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)
     flip = tf.random.stateless_uniform([batch], seeds[2]) < 0.5
     return tf.where(flip[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+
+
+def _pipeline_options(**options):
+    """`options` over the defaults of `cifar10_dataset`'s pipeline arguments, the one place those
+    defaults are written (an unknown name raises TypeError, as in a call)."""
+    bound = inspect.signature(cifar10_dataset).bind(None, None, **options)
+    bound.apply_defaults()
+    return {name: value for name, value in bound.arguments.items()
+            if name not in ("images", "labels")}
 
 
 def _batched_pipeline(pairs, num_examples, *, batch_size, augment, shuffle, seed, normalize,

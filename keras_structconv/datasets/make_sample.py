@@ -1,4 +1,4 @@
-"""Regenerate the embedded CIFAR-10 sample `keras_structconv/datasets/data/cifar10_sample.npz`.
+"""The embedded CIFAR-10 sample `keras_structconv/datasets/data/cifar10_sample.npz`, drawn anew.
 
 Draws a class-balanced subset (200 train + 50 test images per class by default, seed 0) of the
 JPEG npz copy of CIFAR-10 and stores the original JPEG files, unchanged (no re-encoding: the
@@ -6,13 +6,12 @@ decoded pixels equal the full dataset's), in the same format with `train_` / `te
 prefixes (`train_jpeg_bytes`, `train_jpeg_offsets`, `train_labels`, `train_class_names`, ...),
 plus `{split}_indices`: the positions of the images in the full split files.
 
-Usage (from the repository root):
+Command line (from the repository root):
 
-    python -m keras_structconv.datasets.make_sample [--data-dir ../shared/data/cifar10]
+    structconv make-sample [--data-dir ../shared/data/cifar10]
         [--output keras_structconv/datasets/data/cifar10_sample.npz] [--seed 0]
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -61,22 +60,27 @@ def build_sample(data_dir=None, per_class=None, seed=DEFAULT_SEED):
     return arrays
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="folder holding train.npz and test.npz")
-    parser.add_argument("--output", default=str(cifar10.EMBEDDED_PATH))
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--train-per-class", type=int, default=DEFAULT_PER_CLASS["train"])
-    parser.add_argument("--test-per-class", type=int, default=DEFAULT_PER_CLASS["test"])
-    args = parser.parse_args(argv)
-    per_class = {"train": args.train_per_class, "test": args.test_per_class}
-    arrays = build_sample(args.data_dir, per_class, args.seed)
-    output = Path(args.output)
+def write_sample(output=cifar10.EMBEDDED_PATH, data_dir=None, per_class=None, seed=DEFAULT_SEED):
+    """Draws the sample (`build_sample`) and writes it to `output` as a compressed npz file.
+
+    Args:
+        output: the file to write (default: the package's embedded sample); its folder is
+            created when missing.
+        data_dir: folder holding the full `train.npz` and `test.npz` (default:
+            `$KERAS_STRUCTCONV_DATA/cifar10`, else `<repo>/../shared/data/cifar10`).
+        per_class: `{"train": n, "test": m}` images per class (default 200 and 50).
+        seed: seed of the draw.
+
+    Returns:
+        The arrays written, `{key: array}`.
+
+    Example:
+    >>> arrays = write_sample("sample.npz", per_class={"train": 2, "test": 1})  # doctest: +SKIP
+    >>> len(arrays["train_labels"]), len(arrays["test_labels"])  # doctest: +SKIP
+    (20, 10)
+    """
+    arrays = build_sample(data_dir, per_class, seed)
+    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(output, **arrays)
-    sizes = ", ".join(f"{split} {len(arrays[f'{split}_labels'])}" for split in cifar10.SPLITS)
-    print(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB; {sizes} images)")
-
-
-if __name__ == "__main__":
-    main()
+    return arrays

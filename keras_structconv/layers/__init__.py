@@ -1,7 +1,7 @@
 """The operators, one per module (or small package); each starts with its paper reference and
 definition.
 
-- `PSConv2D` (`ps_conv`), `TreeConv2D` and `ReferenceTreeConv2D` (`tree_conv/`),
+- `PSConv2D` (`ps_conv/`), `TreeConv2D` and `ReferenceTreeConv2D` (`tree_conv/`),
   `TreeAttention` / `TAM` (`tree_attention/`), `AOGBlock` (`aog_block`), `GroupedConv2D`.
 - `ConvFactory`, `psconv_factory`, `treeconv_factory`: how builders and `convert` make them.
 - `portable_ops()`: trace the layers' export formulation (TFLite builtins, ONNX).

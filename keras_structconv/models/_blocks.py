@@ -1,4 +1,4 @@
-"""Building blocks shared by our ResNet builders (ImageNet v1.5 and CIFAR).
+"""Building blocks shared by our builders (ResNets, ResNeXts; AOGNets use the conv and head).
 
 Conventions (PyTorch/torchvision, so that parameter counts and shapes match the papers' code):
 no conv biases, BatchNorm `momentum=0.9, epsilon=1e-5`, convolutions initialised He-normal
@@ -19,17 +19,9 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_structconv.layers._defaults import BN_EPSILON, BN_MOMENTUM, he_normal_fan_out
 from keras_structconv.layers.conv_factory import folds_zero_padding
-
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
-
-
-def conv_initializer():
-    """torchvision's ResNet conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu")."""
-    return keras.initializers.VarianceScaling(
-        scale=2.0, mode="fan_out", distribution="untruncated_normal"
-    )
+from keras_structconv.layers.grouped_conv import GroupedConv2D
 
 
 def check_weights(weights):
@@ -90,11 +82,16 @@ def batch_norm(x, name):
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
 
 
-def imagenet_stem(image):
-    """torchvision's ResNet stem: 7×7/2 conv (64) + BN + ReLU + 3×3/2 max-pool (stride 4 in all)."""
+def imagenet_stem(image, filters=64):
+    """torchvision's ResNet stem: 7×7/2 conv + BN + ReLU + 3×3/2 max-pool (stride 4 in all)."""
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(image)
     x = keras.layers.Conv2D(
-        64, 7, strides=2, use_bias=False, kernel_initializer=conv_initializer(), name="conv1_conv"
+        filters,
+        7,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=he_normal_fan_out(),
+        name="conv1_conv",
     )(x)
     x = batch_norm(x, "conv1_bn")
     x = keras.layers.ReLU(name="conv1_relu")(x)
@@ -111,18 +108,26 @@ def _named(layer, name):
     return layer
 
 
-def conv(x, filters, kernel_size, strides, name, factory=None):
-    """A bias-free conv named `<name>_conv`, PyTorch padding, built by `factory` if given."""
+def conv(x, filters, kernel_size, strides, name, factory=None, groups=1, kernel_regularizer=None):
+    """A bias-free conv named `<name>_conv`, PyTorch padding, built by `factory` if given.
+
+    With `groups > 1` the template is a `GroupedConv2D` (a `Conv2D` subclass with TensorFlow's
+    native grouped kernel: Keras' own grouped conv trains ~50x slower on CPU).
+    """
     pad = (kernel_size - 1) // 2
     explicit_pad = strides > 1 and pad > 0
-    template = keras.layers.Conv2D(
+    layer_type = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    grouping = {"groups": groups} if groups > 1 else {}
+    template = layer_type(
         filters,
         kernel_size,
         strides=strides,
         padding="valid" if explicit_pad else "same",
         use_bias=False,
-        kernel_initializer=conv_initializer(),
+        kernel_initializer=he_normal_fan_out(),
+        kernel_regularizer=kernel_regularizer,
         name=f"{name}_conv",
+        **grouping,
     )
     zero_padding = ((pad, pad), (pad, pad))
     if factory is not None and explicit_pad and folds_zero_padding(factory):
@@ -133,8 +138,9 @@ def conv(x, filters, kernel_size, strides, name, factory=None):
     return layer(x)
 
 
-def conv_bn(x, filters, kernel_size, strides, name, factory=None, relu=True):
-    x = conv(x, filters, kernel_size, strides, name, factory)
+def conv_bn(x, filters, kernel_size, strides, name, factory=None, relu=True, **conv_kwargs):
+    """`conv` (`conv_kwargs`: `groups`, `kernel_regularizer`) + BN + ReLU (`<name>_bn/_relu`)."""
+    x = conv(x, filters, kernel_size, strides, name, factory, **conv_kwargs)
     x = batch_norm(x, f"{name}_bn")
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
@@ -171,12 +177,17 @@ def basic_block(x, filters, strides, name, conv_factory=None, attention=None, sh
     return residual_add(skip, y, name, attention)
 
 
-def bottleneck_block(x, filters, strides, name, conv_factory=None, attention=None, expansion=4):
-    """ResNet v1.5 bottleneck: 1×1 - 3×3 (stride) - 1×1 (×expansion), + projection, ReLU."""
-    skip = projection_shortcut(x, filters * expansion, strides, name)
-    y = conv_bn(x, filters, 1, 1, f"{name}_1")
-    y = conv_bn(y, filters, 3, strides, f"{name}_2", conv_factory)
-    y = conv_bn(y, filters * expansion, 1, 1, f"{name}_3", relu=False)
+def bottleneck_block(
+    x, filters, strides, name, conv_factory=None, attention=None, groups=1, width_per_group=64
+):
+    """ResNet v1.5 / ResNeXt bottleneck: 1×1 - 3×3 (stride, `groups`) - 1×1 (4 × `filters`),
+    + projection, ReLU. The 3×3 has torchvision's width `filters * width_per_group / 64 * groups`
+    (`filters` for a ResNet)."""
+    width = filters * width_per_group // 64 * groups
+    skip = projection_shortcut(x, 4 * filters, strides, name)
+    y = conv_bn(x, width, 1, 1, f"{name}_1")
+    y = conv_bn(y, width, 3, strides, f"{name}_2", conv_factory, groups=groups)
+    y = conv_bn(y, 4 * filters, 1, 1, f"{name}_3", relu=False)
     return residual_add(skip, y, name, attention)
 
 
@@ -237,7 +248,7 @@ class OptionAShortcut(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
-def check_no_conv(builder_name, kwargs):
-    """A PS-/Tree- builder makes its own `conv` factory: refuse one passed by the caller."""
+def check_no_conv(variant, kwargs):
+    """A PS-/Tree- variant makes its own `conv` factory: refuse one passed by the caller."""
     if kwargs.get("conv") is not None:
-        raise ValueError(f"{builder_name} sets `conv` itself. Received: conv={kwargs['conv']!r}")
+        raise ValueError(f"{variant} sets `conv` itself. Received: conv={kwargs['conv']!r}")

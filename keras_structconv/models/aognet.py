@@ -42,9 +42,12 @@ from typing import Any
 
 import keras
 
+from keras_structconv.layers._defaults import he_normal_fan_out
 from keras_structconv.layers.aog_block import AOGBlock
 from keras_structconv.models import _blocks
 from keras_structconv.models._registry import register_model
+
+__all__ = ["AOGNet", "AOGNet12M", "AOGNet40M", "AOGNetCIFAR"]
 
 
 def stage_widths(
@@ -57,27 +60,6 @@ def stage_widths(
     widths = [in_channels + (j + 1) * step for j in range(num_blocks)]
     widths[-1] = out_channels
     return widths
-
-
-def _conv_bn_relu(x, filters, kernel_size, name, strides=1, kernel_regularizer=None):
-    if strides > 1:
-        # PyTorch-style symmetric padding (the release pads 1 on every side).
-        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-        padding = "valid"
-    else:
-        padding = "same"
-    x = keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        use_bias=False,
-        kernel_initializer=_blocks.conv_initializer(),
-        kernel_regularizer=kernel_regularizer,
-        name=f"{name}_conv",
-    )(x)
-    x = _blocks.batch_norm(x, f"{name}_bn")
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
 def _check_lengths(num_stages, **lists):
@@ -164,19 +146,20 @@ def AOGNet(
     size = 224 if stem == "imagenet" else 32
     default_shape = (size, size, 3) if include_top else (None, None, 3)
     inputs, model_inputs = _blocks.model_input(input_tensor, input_shape, default_shape)
+    regularized = {"kernel_regularizer": kernel_regularizer}
 
     if stem == "imagenet":
-        x = _conv_bn_relu(inputs, filters[0] // 2, 3, "stem1", 2, kernel_regularizer)
-        x = _conv_bn_relu(x, filters[0] // 2, 3, "stem2", 1, kernel_regularizer)
-        x = _conv_bn_relu(x, filters[0], 3, "stem3", 1, kernel_regularizer)
+        x = _blocks.conv_bn(inputs, filters[0] // 2, 3, 2, "stem1", **regularized)
+        x = _blocks.conv_bn(x, filters[0] // 2, 3, 1, "stem2", **regularized)
+        x = _blocks.conv_bn(x, filters[0], 3, 1, "stem3", **regularized)
         x = keras.layers.MaxPooling2D(2, name="stem_pool")(x)
     else:
-        x = _conv_bn_relu(inputs, filters[0], 3, "stem", 1, kernel_regularizer)
+        x = _blocks.conv_bn(inputs, filters[0], 3, 1, "stem", **regularized)
 
     for stage in range(num_stages):
         if stage > 0:
             prefix = f"stage{stage}_transition"
-            x = _conv_bn_relu(x, filters[stage], 1, prefix, 1, kernel_regularizer)
+            x = _blocks.conv_bn(x, filters[stage], 1, 1, prefix, **regularized)
             x = keras.layers.AveragePooling2D(2, name=f"{prefix}_pool")(x)
         widths = stage_widths(
             filters[stage], filters[stage + 1], blocks[stage], num_primitives[stage]
@@ -188,7 +171,7 @@ def AOGNet(
                 prune=prune_modes[stage],
                 lateral=lateral,
                 drop_rate=drop_rates[stage],
-                kernel_initializer=_blocks.conv_initializer(),
+                kernel_initializer=he_normal_fan_out(),
                 kernel_regularizer=kernel_regularizer,
                 name=f"stage{stage}_block{index}",
             )(x)
@@ -236,41 +219,14 @@ def AOGNet12M(
     The ImageNet stem, then four stages: filters `[32, 128, 256, 512, 824]`, N `[2, 2, 4, 4]`,
     blocks `[2, 2, 2, 1]`, pruning modes `[1, 2, 1, 2]`, dropout 0.1 in the last two stages.
 
-    Args:
-        include_top: whether to end with global average pooling and a dense classifier.
-        weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
-            downloaded).
-        input_tensor: optional Keras tensor to build the model on.
-        input_shape: `(height, width, 3)`; default (224, 224, 3) with the top, `(None, None, 3)`
-            without.
-        pooling: without the top, None (4D feature map), "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier ("softmax", None for logits).
-        lateral: lateral connections in every block.
-        kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`.
+    Other arguments: as `AOGNet`.
 
     Example:
 
     >>> AOGNet12M(input_shape=(64, 64, 3)).output_shape
     (None, 1000)
     """
-    return AOGNet(
-        **AOGNET_12M,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        lateral=lateral,
-        kernel_regularizer=kernel_regularizer,
-        name=name,
-    )
+    return AOGNet(**AOGNET_12M, **locals())
 
 
 @register_model
@@ -293,41 +249,14 @@ def AOGNet40M(
     The ImageNet stem, then four stages: filters `[56, 224, 448, 896, 1400]`, N `[2, 2, 4, 4]`,
     blocks `[2, 2, 3, 1]`, pruning modes `[1, 2, 1, 2]`, dropout 0.1 in the last two stages.
 
-    Args:
-        include_top: whether to end with global average pooling and a dense classifier.
-        weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
-            downloaded).
-        input_tensor: optional Keras tensor to build the model on.
-        input_shape: `(height, width, 3)`; default (224, 224, 3) with the top, `(None, None, 3)`
-            without.
-        pooling: without the top, None (4D feature map), "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier ("softmax", None for logits).
-        lateral: lateral connections in every block.
-        kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`.
+    Other arguments: as `AOGNet`.
 
     Example:
 
     >>> AOGNet40M(include_top=False, pooling="avg", input_shape=(64, 64, 3)).output_shape
     (None, 1400)
     """
-    return AOGNet(
-        **AOGNET_40M,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        lateral=lateral,
-        kernel_regularizer=kernel_regularizer,
-        name=name,
-    )
+    return AOGNet(**AOGNET_40M, **locals())
 
 
 @register_model
@@ -351,39 +280,15 @@ def AOGNetCIFAR(
     `[1, 1, 1]`, pruning modes `[1, 2, 1]`; the two transitions pool 32×32 inputs to 8×8.
 
     Args:
-        include_top: whether to end with global average pooling and a dense classifier.
-        weights: must be None (no pretrained AOGNet weights exist for Keras; nothing is
-            downloaded).
-        input_tensor: optional Keras tensor to build the model on.
-        input_shape: `(height, width, 3)`; default (32, 32, 3) with the top, `(None, None, 3)`
-            without.
-        pooling: without the top, None (4D feature map), "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier ("softmax", None for logits).
-        drop_rate: SpatialDropout rate inside every block.
-        lateral: lateral connections in every block.
-        kernel_regularizer: regularizer of every convolution kernel (e.g. L2 weight decay).
-        name: model name.
+        drop_rate: SpatialDropout rate inside every block (`drop_rates` of every stage).
 
-    Returns:
-        A functional `keras.Model`.
+    Other arguments: as `AOGNet`.
 
     Example:
 
     >>> AOGNetCIFAR(classes=100).output_shape
     (None, 100)
     """
-    return AOGNet(
-        **AOGNET_CIFAR,
-        drop_rates=[drop_rate] * len(AOGNET_CIFAR["blocks"]),
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        lateral=lateral,
-        kernel_regularizer=kernel_regularizer,
-        name=name,
-    )
+    arguments = dict(locals())  # `AOGNet`'s arguments, and `drop_rate`
+    drop_rates = [arguments.pop("drop_rate")] * len(AOGNET_CIFAR["blocks"])
+    return AOGNet(**AOGNET_CIFAR, drop_rates=drop_rates, **arguments)

@@ -14,9 +14,10 @@ exactly the parameters of its vanilla counterpart (e.g. 25,557,032 for PS-ResNet
 - `PSResNet20`, `PSResNet56`: every 3×3 conv but the stem of He et al.'s CIFAR ResNets (basic
   blocks). This is this library's extension for small experiments, not a model of the paper.
 
-Each builder takes the arguments of its vanilla builder plus `cyclic_interval` and
-`dilation_pattern` (see `PSConv2D`). To convert any other functional model (e.g.
-`keras.applications.ResNet50`), use `keras_structconv.convert(model, conv=psconv_factory())`.
+`with_psconv(vanilla, ...)` is the family: each builder is `with_psconv` of its vanilla builder,
+and takes that builder's arguments plus `cyclic_interval` and `dilation_pattern` (see
+`PSConv2D`). To convert any other functional model (e.g. `keras.applications.ResNet50`), use
+`keras_structconv.convert(model, conv=psconv_factory())`.
 
 Example:
 
@@ -25,14 +26,22 @@ model = keras_structconv.models.PSResNet50(input_shape=(224, 224, 3), classes=10
 ```
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 
-from keras_structconv.layers.ps_conv import psconv_factory
-from keras_structconv.models import _blocks, cifar_resnet, resnet, resnext
+from keras_structconv.layers import psconv_factory
+from keras_structconv.models import _blocks
 from keras_structconv.models._registry import register_model
+from keras_structconv.models.cifar_resnet import ResNet20, ResNet56
+from keras_structconv.models.resnet import ResNet50, ResNet101
+from keras_structconv.models.resnext import (
+    ResNeXt29_8x64d,
+    ResNeXt29_16x64d,
+    ResNeXt50_32x4d,
+    ResNeXt101_32x4d,
+)
 
 __all__ = [
     "PSResNeXt29_16x64d",
@@ -43,7 +52,41 @@ __all__ = [
     "PSResNet50",
     "PSResNet56",
     "PSResNet101",
+    "with_psconv",
 ]
+
+
+def with_psconv(
+    vanilla: Callable[..., keras.Model],
+    cyclic_interval: int = 4,
+    dilation_pattern: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> keras.Model:
+    """`vanilla(conv=psconv_factory(cyclic_interval, dilation_pattern), **kwargs)`: the model of
+    a builder of this package with every convolution its `conv` factory builds a `PSConv2D`.
+
+    `PSConv2D.from_conv` keeps the filters, stride, padding, groups and `use_bias` of each
+    replaced convolution, so the model has the vanilla model's parameter count.
+
+    Args:
+        vanilla: a builder with a `conv` argument (`ResNet50`, `ResNeXt50_32x4d`, `ResNet20`,
+            ...).
+        cyclic_interval: t, the length of the dilation cycle.
+        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
+            dilated by 2 and the others by 1 (the paper's Table 3).
+        **kwargs: the vanilla builder's keyword arguments (`name`, `include_top`,
+            `input_shape`, `classes`, `attention`, ...) except `conv`.
+
+    Returns:
+        A functional `keras.Model` with the vanilla model's parameter count.
+
+    Example:
+
+    >>> with_psconv(ResNet20, cyclic_interval=2).count_params() == ResNet20().count_params()
+    True
+    """
+    _blocks.check_no_conv(f"The PSConv2D variant of {vanilla.__name__}", kwargs)
+    return vanilla(conv=psconv_factory(cyclic_interval, dilation_pattern), **kwargs)
 
 
 @register_model
@@ -57,21 +100,14 @@ def PSResNet50(
     """PS-ResNet-50 (paper Table 1): `ResNet50` (v1.5) with the 3×3 conv of every bottleneck a
     PSConv2D; 25,557,032 trainable weights with 1000 classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNet50(input_shape=(64, 64, 3), classes=10).output_shape
+    (None, 10)
     """
-    _blocks.check_no_conv("PSResNet50", kwargs)
-    return resnet.ResNet50(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNet50, cyclic_interval, dilation_pattern, name=name, **kwargs)
 
 
 @register_model
@@ -83,23 +119,16 @@ def PSResNet101(
     **kwargs: Any,
 ) -> keras.Model:
     """PS-ResNet-101 (paper Table 1): `ResNet101` (v1.5) with the 3×3 conv of every bottleneck a
-    PSConv2D; the vanilla model's parameter count.
+    PSConv2D; 44,549,160 trainable weights with 1000 classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNet101(include_top=False, pooling="avg", input_shape=(64, 64, 3)).output_shape
+    (None, 2048)
     """
-    _blocks.check_no_conv("PSResNet101", kwargs)
-    return resnet.ResNet101(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNet101, cyclic_interval, dilation_pattern, name=name, **kwargs)
 
 
 @register_model
@@ -111,23 +140,17 @@ def PSResNeXt50_32x4d(
     **kwargs: Any,
 ) -> keras.Model:
     """PS-ResNeXt-50 32×4d (paper Table 1): `ResNeXt50_32x4d` with every grouped 3×3 conv a
-    PSConv2D applying the pattern inside each group.
+    PSConv2D applying the pattern inside each group; 25,028,904 trainable weights with 1000
+    classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNeXt50_32x4d(input_shape=(64, 64, 3), cyclic_interval=2).output_shape
+    (None, 1000)
     """
-    _blocks.check_no_conv("PSResNeXt50_32x4d", kwargs)
-    return resnext.ResNeXt50_32x4d(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNeXt50_32x4d, cyclic_interval, dilation_pattern, name=name, **kwargs)
 
 
 @register_model
@@ -139,23 +162,17 @@ def PSResNeXt101_32x4d(
     **kwargs: Any,
 ) -> keras.Model:
     """PS-ResNeXt-101 32×4d (paper Table 1): `ResNeXt101_32x4d` with every grouped 3×3 conv a
-    PSConv2D applying the pattern inside each group.
+    PSConv2D applying the pattern inside each group; 44,177,704 trainable weights with 1000
+    classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNeXt101_32x4d(include_top=False, input_shape=(64, 64, 3)).output_shape
+    (None, 2, 2, 2048)
     """
-    _blocks.check_no_conv("PSResNeXt101_32x4d", kwargs)
-    return resnext.ResNeXt101_32x4d(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNeXt101_32x4d, cyclic_interval, dilation_pattern, name=name, **kwargs)
 
 
 @register_model
@@ -167,23 +184,16 @@ def PSResNeXt29_8x64d(
     **kwargs: Any,
 ) -> keras.Model:
     """CIFAR PS-ResNeXt-29 8×64d (paper Table 6): `ResNeXt29_8x64d` with every grouped 3×3 conv
-    a PSConv2D.
+    a PSConv2D; 34,426,698 trainable weights with 10 classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNeXt29_8x64d(classes=100).output_shape  # (32, 32, 3) inputs
+    (None, 100)
     """
-    _blocks.check_no_conv("PSResNeXt29_8x64d", kwargs)
-    return resnext.ResNeXt29_8x64d(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNeXt29_8x64d, cyclic_interval, dilation_pattern, name=name, **kwargs)
 
 
 @register_model
@@ -195,23 +205,16 @@ def PSResNeXt29_16x64d(
     **kwargs: Any,
 ) -> keras.Model:
     """CIFAR PS-ResNeXt-29 16×64d (paper Table 6): `ResNeXt29_16x64d` with every grouped 3×3
-    conv a PSConv2D.
+    conv a PSConv2D; 68,155,210 trainable weights with 10 classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNeXt29_16x64d(include_top=False, pooling="avg").output_shape
+    (None, 1024)
     """
-    _blocks.check_no_conv("PSResNeXt29_16x64d", kwargs)
-    return resnext.ResNeXt29_16x64d(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNeXt29_16x64d, cyclic_interval, dilation_pattern, name=name, **kwargs)
 
 
 @register_model
@@ -226,21 +229,14 @@ def PSResNet20(
     (this library's extension for small experiments, not a model of the paper); 269,722
     trainable weights with 10 classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNet20(cyclic_interval=2).get_layer("conv2_block1_1_conv").dilation_pattern
+    (1, 2)
     """
-    _blocks.check_no_conv("PSResNet20", kwargs)
-    return cifar_resnet.ResNet20(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNet20, cyclic_interval, dilation_pattern, name=name, **kwargs)
 
 
 @register_model
@@ -252,20 +248,14 @@ def PSResNet56(
     **kwargs: Any,
 ) -> keras.Model:
     """PS-ResNet-56: He et al.'s CIFAR `ResNet56` with every 3×3 conv but the stem a PSConv2D
-    (this library's extension, not a model of the paper).
+    (this library's extension, not a model of the paper); 853,018 trainable weights with 10
+    classes, as the vanilla model.
 
-    Args:
-        cyclic_interval: t, the length of the dilation cycle.
-        dilation_pattern: t dilation rates; default (1, 2, 1, 4) for t = 4, otherwise slot 1
-            dilated by 2 and the others by 1 (the paper's Table 3).
-        name: model name.
-        **kwargs: the vanilla builder's keyword arguments (`include_top`, `input_shape`,
-            `classes`, `attention`, ...) except `conv`.
+    Other arguments: as `with_psconv`.
 
-    Returns:
-        A functional `keras.Model` with the vanilla model's parameter count.
+    Example:
+
+    >>> PSResNet56(classes=100, classifier_activation=None).output_shape
+    (None, 100)
     """
-    _blocks.check_no_conv("PSResNet56", kwargs)
-    return cifar_resnet.ResNet56(
-        conv=psconv_factory(cyclic_interval, dilation_pattern), name=name, **kwargs
-    )
+    return with_psconv(ResNet56, cyclic_interval, dilation_pattern, name=name, **kwargs)

@@ -4,12 +4,12 @@ Reference: K. Chitta, J. M. Alvarez, M. Hebert, "Quadtree Generating Networks: E
 Hierarchical Scene Parsing with Sparse Convolutions", WACV 2020 (arXiv:1907.11821), Sec. 3 and
 the appendix (training details).
 
-Definition. An image `(H, W, 3)` goes through an ImageNet ResNet encoder (`keras.applications.
-ResNet50`, not dilated, or our ResNet-18: 7x7 stem + max-pool), whose features at strides 2, 4,
-8, 16, 32 (the stem's ReLU and the last block of each stage) feed `QuadtreeDecoder`. The decoder
-predicts, at every level l of a quadtree (level 0 = full resolution, level L-1 = stride 32), K+1
-logits per active cell: 0 = composite, c+1 = class c. Which cells of level l+1 are refined at
-level l is the *propagation* scheme:
+Definition. An image `(H, W, 3)` goes through an ImageNet ResNet encoder (`qgn_encoder`:
+`keras.applications.ResNet50`, not dilated, or our ResNet-18: 7x7 stem + max-pool), whose
+features at strides 2, 4, 8, 16, 32 (the stem's ReLU and the last block of each stage) feed
+`QuadtreeDecoder`. The decoder predicts, at every level l of a quadtree (level 0 = full
+resolution, level L-1 = stride 32), K+1 logits per active cell: 0 = composite, c+1 = class c.
+Which cells of level l+1 are refined at level l is the *propagation* scheme:
 
 - "gt": the ground-truth composite cells (training; an upper-bound evaluation);
 - "pred": the cells the network predicts composite (inference);
@@ -37,13 +37,17 @@ and width must be multiples of `2**(levels - 1)` (32 for 6 levels). CamVid's loa
 360x480 frames to 384x480 (`pad_to="auto"`), with void labels in the padding.
 """
 
-import re
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_structconv.models.resnet import ResNet18
+from keras_structconv._validation import int_in_range, is_int, one_of
+from keras_structconv.models.qgn_encoder import (
+    ENCODERS,
+    check_input_shape,
+    check_levels,
+    qgn_encoder,
+)
 from keras_structconv.quadtree.assemble import assemble_prediction
 from keras_structconv.quadtree.decoder import (
     QuadtreeDecoder,
@@ -56,95 +60,14 @@ from keras_structconv.quadtree.losses import QuadtreeLossWeights, quadtree_level
 
 __all__ = ["QGN", "qgn_encoder"]
 
-ENCODERS = ("resnet50", "resnet18")
 MIN_KERAS_FOR_RELOAD = (3, 15)
-
-
-def _keras_version():
-    return tuple(int(part) for part in keras.__version__.split(".")[:2])
-
-MAX_LEVELS = 6  # the encoders stop at stride 32 = 2**(6 - 1)
 # Decoder defaults for 6 levels (Table 7; index 0 = full resolution), truncated for fewer levels.
 DEFAULT_DECODER_FILTERS = (64, 64, 64, 128, 256)
 DEFAULT_DECODER_UNITS = (3, 3, 3, 4, 6)
 
 
-def _stage_outputs(backbone):
-    """The backbone's stride-2 feature (stem ReLU) and the last block output of each stage."""
-    outputs = [backbone.get_layer("conv1_relu").output]
-    for stage in range(2, 6):
-        pattern = re.compile(rf"conv{stage}_block(\d+)_out$")
-        blocks = [layer for layer in backbone.layers if pattern.match(layer.name)]
-        last = max(blocks, key=lambda layer: int(pattern.match(layer.name).group(1)))
-        outputs.append(last.output)
-    return outputs
-
-
-def qgn_encoder(encoder, input_shape, levels=MAX_LEVELS):
-    """The QGN encoder: a functional model image -> features at strides 2, ..., 2**(levels-1).
-
-    Args:
-        encoder: "resnet50" (`keras.applications.ResNet50`, weights=None) or "resnet18"
-            (`keras_structconv.models.ResNet18`); both not dilated, output stride 32.
-        input_shape: static `(height, width, channels)`.
-        levels: quadtree levels L (2..6): the encoder yields L-1 maps; the stages below stride
-            `2**(L-1)` are left out.
-
-    Returns:
-        A `keras.Model` with L-1 outputs, entry i at stride `2**(i+1)` (the decoder's
-        `encoder_features` layout).
-    """
-    if encoder == "resnet50":
-        backbone = keras.applications.ResNet50(
-            include_top=False, weights=None, input_shape=input_shape
-        )
-    elif encoder == "resnet18":
-        backbone = ResNet18(include_top=False, weights=None, input_shape=input_shape)
-    else:
-        raise ValueError(f"`encoder` must be one of {ENCODERS}. Received: encoder={encoder!r}")
-    outputs = _stage_outputs(backbone)[: levels - 1]
-    return keras.Model(backbone.inputs, outputs, name=f"{encoder}_encoder")
-
-
-def _check_levels(levels):
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
-        raise ValueError(f"`levels` must be an integer in [2, {MAX_LEVELS}]. Received: {levels!r}")
-    if not 2 <= levels <= MAX_LEVELS:
-        raise ValueError(
-            f"`levels` must be an integer in [2, {MAX_LEVELS}] (the encoder's output stride is "
-            f"at most 32 = 2**({MAX_LEVELS} - 1)). Received: levels={levels}"
-        )
-    return int(levels)
-
-
-def _check_num_classes(num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(
-            f"`num_classes` must be an integer >= 1. Received: num_classes={num_classes!r}"
-        )
-    if num_classes < 1:
-        raise ValueError(
-            f"`num_classes` must be an integer >= 1. Received: num_classes={num_classes}"
-        )
-    return int(num_classes)
-
-
-def _check_input_shape(input_shape, levels):
-    try:
-        height, width, channels = (int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "`input_shape` must be a static (height, width, channels) triple of positive "
-            f"integers. Received: input_shape={input_shape!r}"
-        ) from None
-    factor = 2 ** (levels - 1)
-    if min(height, width, channels) < 1 or height % factor or width % factor:
-        raise ValueError(
-            f"`input_shape` height and width must be positive multiples of 2**(levels - 1) = "
-            f"{factor} (pad the images, e.g. the CamVid loader's pad_to='auto'). "
-            f"Received: input_shape={tuple(input_shape)!r}, levels={levels}"
-        )
-    return height, width, channels
+def _keras_version():
+    return tuple(int(part) for part in keras.__version__.split(".")[:2])
 
 
 @keras.saving.register_keras_serializable(package="keras_structconv")
@@ -214,18 +137,12 @@ class QGN(keras.Model):
     ):
         kwargs.setdefault("name", "qgn")
         super().__init__(**kwargs)
-        self.num_classes = _check_num_classes(num_classes)
-        if encoder not in ENCODERS:
-            raise ValueError(f"`encoder` must be one of {ENCODERS}. Received: encoder={encoder!r}")
-        self.encoder_name = encoder
+        self.num_classes = int_in_range(num_classes, "num_classes", 1)
+        self.encoder_name = one_of(encoder, "encoder", ENCODERS)
         self._propagation = check_propagation(propagation)
-        self.levels = _check_levels(levels)
-        self.image_shape = _check_input_shape(input_shape, self.levels)
-        if (
-            isinstance(ignore_index, bool)
-            or not isinstance(ignore_index, (int, np.integer))
-            or (0 <= ignore_index < self.num_classes)
-        ):
+        self.levels = check_levels(levels)
+        self.image_shape = check_input_shape(input_shape, self.levels)
+        if not is_int(ignore_index) or 0 <= ignore_index < self.num_classes:
             raise ValueError(
                 "`ignore_index` must be an integer that is not a class id "
                 f"(0..{self.num_classes - 1}). Received: ignore_index={ignore_index!r}"

@@ -18,11 +18,10 @@ CVPR 2017 (https://arxiv.org/abs/1611.05431). The bottleneck's 3×3 convolution 
   (1×1 conv + BN) where the shape changes, global average pooling and a dense classifier;
   34.4 M parameters for 8×64d (the paper's figure).
 
-Conventions as in our ResNets: no conv biases, BatchNorm `momentum=0.9, epsilon=1e-5`, He-normal
-(fan_out) init, PyTorch padding (a strided 3×3 conv is `ZeroPadding2D(1)` + 'valid'). The `conv`
-factory (`conv(template) -> Layer`, the `keras_structconv.convert` contract) builds every grouped
-3×3 convolution from a `GroupedConv2D` template; `attention(channels)` goes on the residual
-branch before each add. `keras_structconv.models.PSResNeXt50_32x4d` etc. use it for PSConv2D.
+All four are `keras_structconv.models.build_resnet` with bottlenecks of `groups` = cardinality
+and `width_per_group` = base width (torchvision's formulation; its conventions, its `conv` and
+`attention` factories): the `conv` factory builds every grouped 3×3 convolution from a
+`GroupedConv2D` template. `keras_structconv.models.PSResNeXt50_32x4d` etc. use it for PSConv2D.
 
 Example:
 
@@ -38,148 +37,10 @@ from typing import Any
 
 import keras
 
-from keras_structconv.layers.conv_factory import folds_zero_padding
-from keras_structconv.layers.grouped_conv import GroupedConv2D
-from keras_structconv.models import _blocks
 from keras_structconv.models._registry import register_model
+from keras_structconv.models.resnet import build_resnet
 
 __all__ = ["ResNeXt29_16x64d", "ResNeXt29_8x64d", "ResNeXt50_32x4d", "ResNeXt101_32x4d"]
-
-_ConvFactory = Callable[..., keras.layers.Layer]
-_AttentionFactory = Callable[[int], keras.layers.Layer]
-
-
-def grouped_conv_bn(
-    x: keras.KerasTensor,
-    filters: int,
-    groups: int,
-    strides: int,
-    name: str,
-    factory: _ConvFactory | None = None,
-) -> keras.KerasTensor:
-    """Grouped 3×3 conv `<name>_conv` (PyTorch padding) + BN + ReLU; `factory` may replace it."""
-    explicit_pad = strides > 1
-    template = GroupedConv2D(
-        filters,
-        3,
-        strides=strides,
-        padding="valid" if explicit_pad else "same",
-        groups=groups,
-        use_bias=False,
-        kernel_initializer=_blocks.conv_initializer(),
-        name=f"{name}_conv",
-    )
-    if factory is not None and explicit_pad and folds_zero_padding(factory):
-        layer = _blocks._named(factory(template, zero_padding=((1, 1), (1, 1))), template.name)
-    else:
-        if explicit_pad:
-            x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-        layer = template if factory is None else _blocks._named(factory(template), template.name)
-    x = layer(x)
-    x = _blocks.batch_norm(x, f"{name}_bn")
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-def resnext_bottleneck(
-    x: keras.KerasTensor,
-    width: int,
-    out_filters: int,
-    strides: int,
-    name: str,
-    cardinality: int,
-    conv_factory: _ConvFactory | None = None,
-    attention: _AttentionFactory | None = None,
-) -> keras.KerasTensor:
-    """1×1 (width) - grouped 3×3 (width, stride) - 1×1 (out), + projection shortcut, ReLU."""
-    skip = _blocks.projection_shortcut(x, out_filters, strides, name)
-    y = _blocks.conv_bn(x, width, 1, 1, f"{name}_1")
-    y = grouped_conv_bn(y, width, cardinality, strides, f"{name}_2", conv_factory)
-    y = _blocks.conv_bn(y, out_filters, 1, 1, f"{name}_3", relu=False)
-    return _blocks.residual_add(skip, y, name, attention)
-
-
-def _stage(
-    x: keras.KerasTensor,
-    stage: int,
-    width: int,
-    out_filters: int,
-    blocks: int,
-    strides: int,
-    cardinality: int,
-    conv: _ConvFactory | None,
-    attention: _AttentionFactory | None,
-) -> keras.KerasTensor:
-    """`blocks` bottlenecks `conv<stage + 2>_block<i>`; the first one carries the stride."""
-    for index in range(blocks):
-        x = resnext_bottleneck(
-            x,
-            width,
-            out_filters,
-            strides if index == 0 else 1,
-            f"conv{stage + 2}_block{index + 1}",
-            cardinality,
-            conv,
-            attention,
-        )
-    return x
-
-
-def _imagenet_resnext(
-    name: str,
-    blocks_per_stage: Sequence[int],
-    cardinality: int,
-    base_width: int,
-    *,
-    include_top: bool = True,
-    weights: str | None = None,
-    input_tensor: keras.KerasTensor | None = None,
-    input_shape: Sequence[int | None] | None = None,
-    pooling: str | None = None,
-    classes: int = 1000,
-    classifier_activation: str | Callable[..., Any] | None = "softmax",
-    conv: _ConvFactory | None = None,
-    attention: _AttentionFactory | None = None,
-) -> keras.Model:
-    """The ImageNet ResNeXt family: the ResNet v1.5 skeleton with grouped bottlenecks."""
-    _blocks.check_weights(weights)
-    _blocks.check_head(include_top, pooling, classes)
-    default_shape = (224, 224, 3) if include_top else (None, None, 3)
-    image, inputs = _blocks.model_input(input_tensor, input_shape, default_shape)
-    x = _blocks.imagenet_stem(image)
-    for stage, (planes, blocks, strides) in enumerate(
-        zip((64, 128, 256, 512), blocks_per_stage, (1, 2, 2, 2), strict=True)
-    ):
-        width = planes * base_width // 64 * cardinality
-        x = _stage(x, stage, width, 4 * planes, blocks, strides, cardinality, conv, attention)
-    x = _blocks.classifier_head(x, include_top, pooling, classes, classifier_activation)
-    return keras.Model(inputs, x, name=name)
-
-
-def _cifar_resnext(
-    name: str,
-    cardinality: int,
-    base_width: int,
-    *,
-    include_top: bool = True,
-    weights: str | None = None,
-    input_tensor: keras.KerasTensor | None = None,
-    input_shape: Sequence[int | None] | None = None,
-    pooling: str | None = None,
-    classes: int = 10,
-    classifier_activation: str | Callable[..., Any] | None = "softmax",
-    conv: _ConvFactory | None = None,
-    attention: _AttentionFactory | None = None,
-) -> keras.Model:
-    """The CIFAR ResNeXt-29 family: a 3×3 stem, three stages of three grouped bottlenecks."""
-    _blocks.check_weights(weights)
-    _blocks.check_head(include_top, pooling, classes)
-    image, inputs = _blocks.model_input(input_tensor, input_shape, (32, 32, 3))
-    x = _blocks.conv_bn(image, 64, 3, 1, "conv1")
-    for stage, (out_filters, strides) in enumerate(zip((256, 512, 1024), (1, 2, 2), strict=True)):
-        width = cardinality * base_width * out_filters // 256
-        x = _stage(x, stage, width, out_filters, 3, strides, cardinality, conv, attention)
-    x = _blocks.classifier_head(x, include_top, pooling, classes, classifier_activation)
-    return keras.Model(inputs, x, name=name)
 
 
 @register_model
@@ -203,44 +64,14 @@ def ResNeXt50_32x4d(
     strides 1, 2, 2, 2 on the 3×3 conv) whose 3×3 convolutions have 32 groups of width 4:
     bottleneck widths 128, 256, 512, 1024 and outputs 256, 512, 1024, 2048.
 
-    Args:
-        include_top: whether to end with global average pooling and a dense classifier.
-        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
-        input_tensor: optional Keras tensor to build the model on.
-        input_shape: `(height, width, channels)`; default (224, 224, 3), or (None, None, 3)
-            without the top.
-        pooling: without the top, None (4D feature map), "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier ("softmax", None for logits).
-        conv: optional factory `conv(template) -> Layer` building every grouped 3×3 convolution
-            from its unbuilt `GroupedConv2D` template (a `keras.layers.Conv2D` subclass).
-        attention: optional factory `attention(channels) -> Layer` placed on the residual
-            branch before each add.
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`.
+    Other arguments: as `build_resnet`.
 
     Example:
 
     >>> ResNeXt50_32x4d(include_top=False, pooling="avg", input_shape=(64, 64, 3)).output_shape
     (None, 2048)
     """
-    return _imagenet_resnext(
-        name,
-        (3, 4, 6, 3),
-        32,
-        4,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        conv=conv,
-        attention=attention,
-    )
+    return build_resnet("bottleneck", (3, 4, 6, 3), groups=32, width_per_group=4, **locals())
 
 
 @register_model
@@ -257,49 +88,20 @@ def ResNeXt101_32x4d(
     attention: Callable[[int], keras.layers.Layer] | None = None,
     name: str = "resnext101_32x4d",
 ) -> keras.Model:
-    """ResNeXt-101 32×4d (Xie et al. 2017, torchvision layout).
+    """ResNeXt-101 32×4d (Xie et al. 2017, torchvision layout): 44,177,704 trainable weights
+    with 1000 classes.
 
     As `ResNeXt50_32x4d` with bottlenecks [3, 4, 23, 3]: the ResNet-101 v1.5 skeleton whose 3×3
     convolutions have 32 groups of width 4 (bottleneck widths 128, 256, 512, 1024).
 
-    Args:
-        include_top: whether to end with global average pooling and a dense classifier.
-        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
-        input_tensor: optional Keras tensor to build the model on.
-        input_shape: `(height, width, channels)`; default (224, 224, 3), or (None, None, 3)
-            without the top.
-        pooling: without the top, None (4D feature map), "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier ("softmax", None for logits).
-        conv: optional factory `conv(template) -> Layer` building every grouped 3×3 convolution
-            from its unbuilt `GroupedConv2D` template (a `keras.layers.Conv2D` subclass).
-        attention: optional factory `attention(channels) -> Layer` placed on the residual
-            branch before each add.
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`.
+    Other arguments: as `build_resnet`.
 
     Example:
 
     >>> ResNeXt101_32x4d(input_shape=(64, 64, 3), classes=10).output_shape
     (None, 10)
     """
-    return _imagenet_resnext(
-        name,
-        (3, 4, 23, 3),
-        32,
-        4,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        conv=conv,
-        attention=attention,
-    )
+    return build_resnet("bottleneck", (3, 4, 23, 3), groups=32, width_per_group=4, **locals())
 
 
 @register_model
@@ -324,41 +126,16 @@ def ResNeXt29_8x64d(
     (bottleneck widths 512, 1024, 2048), projection shortcuts where the shape changes, global
     average pooling and a dense classifier.
 
-    Args:
-        include_top: whether to end with global average pooling and a dense classifier.
-        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
-        input_tensor: optional Keras tensor to build the model on.
-        input_shape: `(height, width, channels)`; default (32, 32, 3).
-        pooling: without the top, None (4D feature map), "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier ("softmax", None for logits).
-        conv: optional factory `conv(template) -> Layer` building every grouped 3×3 convolution
-            from its unbuilt `GroupedConv2D` template (a `keras.layers.Conv2D` subclass).
-        attention: optional factory `attention(channels) -> Layer` placed on the residual
-            branch before each add.
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`.
+    Other arguments: as `build_resnet` (default `input_shape` (32, 32, 3)).
 
     Example:
 
     >>> ResNeXt29_8x64d(classes=100).output_shape  # (32, 32, 3) inputs
     (None, 100)
     """
-    return _cifar_resnext(
-        name,
-        8,
-        64,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        conv=conv,
-        attention=attention,
+    return build_resnet(
+        "bottleneck", (3, 3, 3), stage_filters=(64, 128, 256), stem="cifar", groups=8,
+        width_per_group=64, **locals()
     )
 
 
@@ -376,43 +153,19 @@ def ResNeXt29_16x64d(
     attention: Callable[[int], keras.layers.Layer] | None = None,
     name: str = "resnext29_16x64d",
 ) -> keras.Model:
-    """CIFAR ResNeXt-29 16×64d (Xie et al. 2017, §5.3).
+    """CIFAR ResNeXt-29 16×64d (Xie et al. 2017, §5.3): 68,155,210 trainable weights with 10
+    classes.
 
     As `ResNeXt29_8x64d` with 16 groups of width 64 (bottleneck widths 1024, 2048, 4096).
 
-    Args:
-        include_top: whether to end with global average pooling and a dense classifier.
-        weights: must be None (no pretrained weights are shipped; nothing is downloaded).
-        input_tensor: optional Keras tensor to build the model on.
-        input_shape: `(height, width, channels)`; default (32, 32, 3).
-        pooling: without the top, None (4D feature map), "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier ("softmax", None for logits).
-        conv: optional factory `conv(template) -> Layer` building every grouped 3×3 convolution
-            from its unbuilt `GroupedConv2D` template (a `keras.layers.Conv2D` subclass).
-        attention: optional factory `attention(channels) -> Layer` placed on the residual
-            branch before each add.
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`.
+    Other arguments: as `build_resnet` (default `input_shape` (32, 32, 3)).
 
     Example:
 
     >>> ResNeXt29_16x64d(include_top=False).output_shape
     (None, 8, 8, 1024)
     """
-    return _cifar_resnext(
-        name,
-        16,
-        64,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        conv=conv,
-        attention=attention,
+    return build_resnet(
+        "bottleneck", (3, 3, 3), stage_filters=(64, 128, 256), stem="cifar", groups=16,
+        width_per_group=64, **locals()
     )

@@ -1,9 +1,17 @@
-"""Quadtree labels, statistics and loss for the Quadtree Generating Network (QGN).
+"""Quadtree labels, statistics, loss and the sparse decoder of the Quadtree Generating Network.
+
+- `labels`: T-pyramid labels and compact quadtrees; `losses`: the quadtree loss; `stats`:
+  quadtree statistics of label maps; `assemble`: full-resolution predictions from the levels.
+- `sparse`: sparse feature maps and their layers (submanifold convolution, batch normalisation,
+  upsampling, dense skip addition); `residual_unit`, `decoder`: the decoder; `propagation`: which
+  sites each level passes on.
 
 Reference: K. Chitta, J. M. Alvarez, M. Hebert, "Quadtree Generating Networks: Efficient
 Hierarchical Scene Parsing with Sparse Convolutions", WACV 2020 (arXiv:1907.11821).
 """
 
+from keras_structconv.quadtree.assemble import assemble_prediction
+from keras_structconv.quadtree.decoder import QuadtreeDecoder
 from keras_structconv.quadtree.labels import (
     COMPOSITE,
     NOT_SUPERVISED,
@@ -21,39 +29,9 @@ from keras_structconv.quadtree.losses import (
     level_cross_entropy,
     quadtree_level_losses,
 )
-from keras_structconv.quadtree.stats import (
-    QuadtreeStatistics,
-    load_camvid_label_maps,
-    quadtree_statistics,
-)
-
-__all__ = [
-    "COMPOSITE",
-    "NOT_SUPERVISED",
-    "CompactQuadtree",
-    "QuadtreeLossWeights",
-    "QuadtreeStatistics",
-    "decode_quadtree",
-    "encode_quadtree",
-    "fixed_level_weights",
-    "level_cross_entropy",
-    "load_camvid_label_maps",
-    "pad_to_multiple",
-    "quadtree_cell_counts",
-    "quadtree_cell_masks",
-    "quadtree_level_losses",
-    "quadtree_statistics",
-    "tpyramid_labels",
-]
-
-from keras_structconv.quadtree.assemble import assemble_prediction  # noqa: E402
-from keras_structconv.quadtree.decoder import (  # noqa: E402
-    QuadtreeDecoder,
-    SparseResidualUnit,
-    composite_masks_from_labels,
-    sparse_level_labels,
-)
-from keras_structconv.quadtree.sparse import (  # noqa: E402
+from keras_structconv.quadtree.propagation import composite_masks_from_labels, sparse_level_labels
+from keras_structconv.quadtree.residual_unit import SparseResidualUnit
+from keras_structconv.quadtree.sparse import (
     SparseBatchNormalization,
     SparseDenseAdd,
     SparseUpsampling2D,
@@ -66,9 +44,19 @@ from keras_structconv.quadtree.sparse import (  # noqa: E402
     upsample_features,
     upsample_indices,
 )
+from keras_structconv.quadtree.stats import (
+    QuadtreeStatistics,
+    load_camvid_label_maps,
+    quadtree_statistics,
+)
 
-__all__ += [
+__all__ = [
+    "COMPOSITE",
+    "NOT_SUPERVISED",
+    "CompactQuadtree",
     "QuadtreeDecoder",
+    "QuadtreeLossWeights",
+    "QuadtreeStatistics",
     "SparseBatchNormalization",
     "SparseDenseAdd",
     "SparseResidualUnit",
@@ -77,11 +65,22 @@ __all__ += [
     "assemble_prediction",
     "check_sparse_map",
     "composite_masks_from_labels",
+    "decode_quadtree",
     "densify",
+    "encode_quadtree",
+    "fixed_level_weights",
     "gather_dense",
+    "level_cross_entropy",
+    "load_camvid_label_maps",
     "neighbour_table",
+    "pad_to_multiple",
+    "quadtree_cell_counts",
+    "quadtree_cell_masks",
+    "quadtree_level_losses",
+    "quadtree_statistics",
     "sparse_level_labels",
     "sparsify",
+    "tpyramid_labels",
     "upsample_features",
     "upsample_indices",
 ]

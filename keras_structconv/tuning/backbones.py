@@ -49,27 +49,31 @@ _BUILDERS = {
 _AOG = "AOGNetCIFAR"
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvSite:
-    """A convolution an operator can replace: its layer name, channels, stride, output size."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Site:
+    """A place of the backbone: its layer name, output size (height, width) and stage (0: not
+    assigned yet; stages are numbered by decreasing size)."""
 
     name: str
+    size: tuple[int, int]
+    stage: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConvSite(_Site):
+    """A convolution an operator can replace: its layer name, channels, stride, output size."""
+
     in_channels: int
     filters: int
     strides: int
-    size: tuple[int, int]
-    stage: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class AttentionSite:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttentionSite(_Site):
     """A residual add an attention module can precede (`index`: the factory's call order)."""
 
     index: int
-    name: str
     channels: int
-    size: tuple[int, int]
-    stage: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

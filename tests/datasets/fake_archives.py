@@ -70,3 +70,14 @@ def write_camvid_like(path, labels, seed=0):
     }
     np.savez(path, **arrays)
     return arrays
+
+
+def write_small_cifar(folder):
+    """Fake full CIFAR-10 files in a new `folder`: 4 train and 3 test images per class.
+
+    Returns {split: the arrays written}."""
+    folder.mkdir()
+    return {
+        "train": write_cifar_like(folder / "train.npz", count_per_class=4, seed=1),
+        "test": write_cifar_like(folder / "test.npz", count_per_class=3, seed=2),
+    }

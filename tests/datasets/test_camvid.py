@@ -79,15 +79,22 @@ def test_bilinear_image_matches_label_inside_regions():
         np.testing.assert_allclose(images[..., channel][inside], augmented[inside], atol=1e-3)
 
 
-def test_scale_two_is_a_window_of_the_doubled_frame_possibly_flipped():
-    rng = np.random.default_rng(4)
-    labels = rng.integers(0, 11, size=(6, 12, 16)).astype(np.uint8)
-    images = rng.integers(0, 256, size=(6, 12, 16, 3)).astype(np.uint8)
+def augmented_at_scale(scale, count, seed, data_seed, lowest_pixel=0):
+    """`count` random 12x16 frames (labels 0..10, pixels from `lowest_pixel`) and the batch
+    `camvid_dataset` makes of them at the fixed `scale`, nearest neighbour, without padding:
+    `(images, labels, out_images, out_labels)`."""
+    rng = np.random.default_rng(data_seed)
+    labels = rng.integers(0, 11, size=(count, 12, 16)).astype(np.uint8)
+    images = rng.integers(lowest_pixel, 256, size=(count, 12, 16, 3)).astype(np.uint8)
     dataset = camvid_dataset(
-        images, labels, batch_size=6, augment=True, scale_range=(2.0, 2.0), pad_to=None,
-        normalize=False, seed=1, image_interpolation="nearest",
+        images, labels, batch_size=count, augment=True, scale_range=(scale, scale), pad_to=None,
+        normalize=False, seed=seed, image_interpolation="nearest",
     )
-    out_images, out_labels = collect(dataset)
+    return (images, labels, *collect(dataset))
+
+
+def test_scale_two_is_a_window_of_the_doubled_frame_possibly_flipped():
+    images, labels, out_images, out_labels = augmented_at_scale(2.0, 6, seed=1, data_seed=4)
     flips = []
     for image, label, out_image, out_label in zip(
         images, labels, out_images, out_labels, strict=True
@@ -113,14 +120,10 @@ def _window(frame, top, left, flip):
 
 
 def test_scale_half_pads_bottom_right_with_void_before_the_flip():
-    rng = np.random.default_rng(5)
-    labels = rng.integers(0, 11, size=(8, 12, 16)).astype(np.uint8)
-    images = rng.integers(1, 256, size=(8, 12, 16, 3)).astype(np.uint8)
-    dataset = camvid_dataset(
-        images, labels, batch_size=8, augment=True, scale_range=(0.5, 0.5), pad_to=None,
-        normalize=False, seed=2, image_interpolation="nearest",
+    # Pixels from 1: a 0 in the output is padding.
+    images, labels, out_images, out_labels = augmented_at_scale(
+        0.5, 8, seed=2, data_seed=5, lowest_pixel=1
     )
-    out_images, out_labels = collect(dataset)
     # Nearest neighbour at scale 1/2 with half-pixel centres samples the odd rows and columns.
     expected_labels = np.full((8, 12, 16), VOID)
     expected_labels[:, :6, :8] = labels[:, 1::2, 1::2]
@@ -195,6 +198,12 @@ def test_file_void_becomes_255_and_out_of_range_labels_are_corrupt(tmp_path):
     with pytest.raises(ValueError, match="Corrupt dataset file") as info:
         load_camvid_arrays("test", data_dir=tmp_path)
     assert str(tmp_path / "test.npz") in str(info.value)
+
+
+def test_load_camvid_rejects_an_unknown_option(tmp_path):
+    write_camvid_like(tmp_path / "val.npz", np.zeros((2, 24, 32), np.uint8))
+    with pytest.raises(TypeError, match="batchsize"):
+        load_camvid("val", data_dir=tmp_path, batchsize=2)
 
 
 def test_missing_folder_error(tmp_path):

@@ -171,6 +171,13 @@ def test_argument_errors(kwargs, message):
         load_cifar10(**{"source": "embedded", **kwargs})
 
 
+@pytest.mark.parametrize("source", ["embedded", "tfds"])
+def test_unknown_pipeline_option_is_a_type_error(source):
+    # Raised before any data is read (for "tfds": before tensorflow_datasets is imported).
+    with pytest.raises(TypeError, match="batchsize"):
+        load_cifar10("test", source=source, batchsize=10)
+
+
 def test_array_shape_errors():
     with pytest.raises(ValueError, match=r"Received: images.shape=\(4, 32, 32\)"):
         cifar10_dataset(np.zeros((4, 32, 32), np.uint8), np.zeros(4))

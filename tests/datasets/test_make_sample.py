@@ -1,10 +1,10 @@
-"""The embedded sample is what `make_sample` draws from the full data; the script itself works."""
+"""The embedded sample is what `make_sample` draws from the full data; `write_sample` works."""
 
 import numpy as np
 import pytest
 
 from keras_structconv.datasets import _npz, cifar10, make_sample
-from tests.datasets.fake_archives import pil_decode, write_cifar_like
+from tests.datasets.fake_archives import pil_decode, write_small_cifar
 
 
 def test_shipped_sample_equals_its_images_in_the_full_dataset(cifar10_dir):
@@ -23,18 +23,13 @@ def test_shipped_sample_equals_its_images_in_the_full_dataset(cifar10_dir):
         np.testing.assert_array_equal(x, pil_decode(jpeg_bytes, offsets, indices))
 
 
-def test_main_writes_a_balanced_sample_of_the_original_jpeg_files(tmp_path):
+def test_write_sample_writes_a_balanced_sample_of_the_original_jpeg_files(tmp_path):
     source = tmp_path / "cifar10"
-    source.mkdir()
-    full = {
-        "train": write_cifar_like(source / "train.npz", count_per_class=4, seed=1),
-        "test": write_cifar_like(source / "test.npz", count_per_class=3, seed=2),
-    }
-    output = tmp_path / "sample.npz"
-    make_sample.main(
-        ["--data-dir", str(source), "--output", str(output), "--seed", "5",
-         "--train-per-class", "2", "--test-per-class", "1"]
-    )
+    full = write_small_cifar(source)
+    output = tmp_path / "new" / "sample.npz"
+    returned = make_sample.write_sample(output, source, {"train": 2, "test": 1}, seed=5)
+    with np.load(output) as written:
+        assert sorted(written.files) == sorted(returned)
     for split, per_class in (("train", 2), ("test", 1)):
         images, arrays = _npz.load_jpeg_archive(
             output, keys=("labels", "indices"), extra_keys=("class_names",), prefix=f"{split}_"

@@ -101,6 +101,17 @@ def _randomize_batchnorms(layer, seed=0):
             w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
 
 
+def _random_block(input_shape, input_seed, filters, num_primitives, **kwargs):
+    """A seeded `AOGBlock(filters, num_primitives, **kwargs)` called once on a random input of
+    `input_shape`, its batch norms randomised: `(layer, x)`."""
+    keras.utils.set_random_seed(0)
+    layer = AOGBlock(filters, num_primitives, **kwargs)
+    x = np.random.default_rng(input_seed).standard_normal(input_shape).astype("float32")
+    layer(x)
+    _randomize_batchnorms(layer)
+    return layer, x
+
+
 # ----------------------------------------------------------------------------- harness
 
 
@@ -128,11 +139,9 @@ class TestAOGBlockHarness(LayerHarness):
 def test_forward_equals_reference_with_random_statistics(
     filters, channels, n, prune, lateral, drop_rate
 ):
-    keras.utils.set_random_seed(0)
-    layer = AOGBlock(filters, n, prune=prune, lateral=lateral, drop_rate=drop_rate)
-    x = np.random.default_rng(1).standard_normal((2, 5, 6, channels)).astype("float32")
-    layer(x)
-    _randomize_batchnorms(layer)
+    layer, x = _random_block(
+        (2, 5, 6, channels), 1, filters, n, prune=prune, lateral=lateral, drop_rate=drop_rate
+    )
     expected = reference_block(layer, x)
     assert 1.0 < np.abs(expected).max() < 100.0  # well-conditioned: 1e-5 is meaningful
     np.testing.assert_allclose(layer(x, training=False), expected, atol=1e-5, rtol=1e-5)
@@ -260,11 +269,7 @@ def test_sublayer_names_are_stable_and_readable():
 
 
 def test_dropout_only_in_training():
-    keras.utils.set_random_seed(0)
-    layer = AOGBlock(8, 2, prune=1, drop_rate=0.5)
-    x = np.random.default_rng(0).standard_normal((2, 5, 5, 8)).astype("float32")
-    layer(x)
-    _randomize_batchnorms(layer)
+    layer, x = _random_block((2, 5, 5, 8), 0, 8, 2, prune=1, drop_rate=0.5)
     inference = layer(x, training=False)
     np.testing.assert_allclose(inference, reference_block(layer, x), atol=1e-5, rtol=1e-5)
     assert not np.allclose(layer(x, training=True), layer(x, training=True))
@@ -349,12 +354,7 @@ def test_seeded_initializer_is_reproducible():
 
 
 def exported_block():
-    keras.utils.set_random_seed(0)
-    layer = AOGBlock(12, 3, prune=1, drop_rate=0.1)
-    x = np.random.default_rng(4).standard_normal((2, 9, 9, 8)).astype("float32")
-    layer(x)
-    _randomize_batchnorms(layer)
-    return layer, x
+    return _random_block((2, 9, 9, 8), 4, 12, 3, prune=1, drop_rate=0.1)
 
 
 def test_converts_to_tflite_builtin_ops_and_matches():

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from keras_structconv.layers import TAM, TreeAttention
 from tests.layer_harness import LayerCase, LayerHarness, forward_and_gradients
+from tests.references import tree_attention_logit
 
 
 def _weights_by_name(layer):
@@ -25,23 +26,14 @@ def reference_tam(layer, x, dtype="float32"):
     `dtype="float64"` the reference accumulates in float64 (gradients still reach the float32
     variables through the casts)."""
     weights = {name: tf.cast(w, dtype) for name, w in _weights_by_name(layer).items()}
-    g = layer.group_size
     x = tf.cast(x, dtype)
-    z = [x[..., c] for c in range(x.shape[-1])]
-    level = 0
-    while len(z) % g == 0 and len(z) > 1:
-        kernel, bias = weights[f"kernel_{level}"], weights[f"bias_{level}"]
-        out = []
-        for j in range(len(z) // g):
-            unit = bias[j] + sum(z[j * g + k] * kernel[0, 0, k, j] for k in range(g))
-            if len(z) // g > 1:  # Keras' PReLU: relu(u) - alpha * relu(-u)
-                unit = tf.nn.relu(unit) - weights[f"alpha_{level}"][j] * tf.nn.relu(-unit)
-            out.append(unit)
-        z, level = out, level + 1
-    if len(z) > 1:
-        kernel, bias = weights[f"kernel_{level}"], weights[f"bias_{level}"]
-        z = [bias[0] + sum(z[c] * kernel[0, 0, c, 0] for c in range(len(z)))]
-    return x * tf.sigmoid(z[0])[..., None]
+    channels = [x[..., c] for c in range(x.shape[-1])]
+    # Keras' PReLU: relu(u) - alpha * relu(-u)
+    logit = tree_attention_logit(
+        channels, weights, layer.group_size,
+        lambda u, alpha: tf.nn.relu(u) - alpha * tf.nn.relu(-u),
+    )
+    return x * tf.sigmoid(logit)[..., None]
 
 
 def _random_layer(channels, group_size, seed=0):

@@ -55,31 +55,44 @@ def _symmetric_conv(x, kernel, strides):
     return tf.nn.conv2d(x, kernel, strides, "VALID")
 
 
-def reference_paper(layer, x):
-    """TreeConv2D in plain TF: sequential parse, tf.nn.avg_pool2d, a gather for the upsampling
-    (index formula above), explicit symmetric padding, concat, fusion, bias."""
-    w = _weights(layer)
-    d, s = layer.depth, layer.strides
-    x = tf.convert_to_tensor(x)
-    h, wd = x.shape[1], x.shape[2]
-    leaves = sequential_leaves(x, w["gate_kernel"], w["gate_bias"], d)
-    vanilla = tf.concat([w[f"kernel_{level}"] for level in range(d + 1)], axis=-1)
-    start, outputs = 0, []
-    for level, width in enumerate(widths(layer.filters, d)):
-        kernel = vanilla[..., start : start + width]
+def _leaf_columns(layer, vanilla):
+    """(level, pooling factor, kernel) of every leaf: its `widths` columns of `vanilla`."""
+    start = 0
+    for level, width in enumerate(widths(layer.filters, layer.depth)):
+        yield level, 2 ** (layer.depth - level), vanilla[..., start : start + width]
         start += width
-        f = 2 ** (d - level)
-        if f == 1:
-            outputs.append(_symmetric_conv(leaves[level], kernel, s))
-        else:
-            pooled = tf.nn.avg_pool2d(leaves[level], f, f, "SAME")
-            outputs.append(_up(_symmetric_conv(pooled, kernel, 1), f, s, h, wd))
+
+
+def _parse(layer, x):
+    """The layer's weights by name, `x` as a tensor, and its leaves (Eq. 1-2)."""
+    w = _weights(layer)
+    x = tf.convert_to_tensor(x)
+    return w, x, sequential_leaves(x, w["gate_kernel"], w["gate_bias"], layer.depth)
+
+
+def _concat_fuse_and_bias(layer, w, outputs):
     y = tf.concat(outputs, axis=-1)
     if layer.fuse:
         y = tf.nn.conv2d(y, w["fusion_kernel"], 1, "VALID")
     if layer.use_bias:
         y = y + w["bias"]
     return y
+
+
+def reference_paper(layer, x):
+    """TreeConv2D in plain TF: sequential parse, tf.nn.avg_pool2d, a gather for the upsampling
+    (index formula above), explicit symmetric padding, concat, fusion, bias."""
+    w, x, leaves = _parse(layer, x)
+    s, h, wd = layer.strides, x.shape[1], x.shape[2]
+    vanilla = tf.concat([w[f"kernel_{level}"] for level in range(layer.depth + 1)], axis=-1)
+    outputs = []
+    for level, f, kernel in _leaf_columns(layer, vanilla):
+        if f == 1:
+            outputs.append(_symmetric_conv(leaves[level], kernel, s))
+        else:
+            pooled = tf.nn.avg_pool2d(leaves[level], f, f, "SAME")
+            outputs.append(_up(_symmetric_conv(pooled, kernel, 1), f, s, h, wd))
+    return _concat_fuse_and_bias(layer, w, outputs)
 
 
 def _bn_inference(norm, u):
@@ -89,11 +102,8 @@ def _bn_inference(norm, u):
 
 def reference_authors(layer, x):
     """ReferenceTreeConv2D: sigmoid(BN(U_l)) gates O = ReLU(BN(conv(x))), BNs in inference."""
-    w = _weights(layer)
-    d, s = layer.depth, layer.strides
-    x = tf.convert_to_tensor(x)
-    h, wd = x.shape[1], x.shape[2]
-    leaves = sequential_leaves(x, w["gate_kernel"], w["gate_bias"], d)
+    w, x, leaves = _parse(layer, x)
+    d, s, h, wd = layer.depth, layer.strides, x.shape[1], x.shape[2]
     branch = tf.nn.relu(_bn_inference(layer.branch_norm, _symmetric_conv(x, w["branch_kernel"], s)))
     outputs = []
     for level in range(d + 1):
@@ -107,12 +117,7 @@ def reference_authors(layer, x):
         if f > 1:
             gate = _up(gate, f, s, h, wd)
         outputs.append(gate * branch)
-    y = tf.concat(outputs, axis=-1)
-    if layer.fuse:
-        y = tf.nn.conv2d(y, w["fusion_kernel"], 1, "VALID")
-    if layer.use_bias:
-        y = y + w["bias"]
-    return y
+    return _concat_fuse_and_bias(layer, w, outputs)
 
 
 def numpy_paper(layer, x):
@@ -153,18 +158,14 @@ def numpy_paper(layer, x):
         return out
 
     out_h, out_w = -(-h // s), -(-wd // s)
-    vanilla = vanilla_kernel(layer)
-    start, outputs = 0, []
-    for level, width in enumerate(widths(layer.filters, d)):
-        kernel = vanilla[..., start : start + width]
-        start += width
-        f = 2 ** (d - level)
+    outputs = []
+    for level, f, kernel in _leaf_columns(layer, vanilla_kernel(layer)):
         if f == 1:
             outputs.append(conv(leaves[level], kernel, s))
             continue
         pooled, top, left = pool(leaves[level], f)
         y = conv(pooled, kernel, 1)
-        up = np.zeros((n, out_h, out_w, width))
+        up = np.zeros((n, out_h, out_w, kernel.shape[-1]))
         for i in range(out_h):
             for j in range(out_w):
                 # the cell holding the centre of output pixel (i, j): input pixel (s*i, s*j)

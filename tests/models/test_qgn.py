@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_structconv import export
 from keras_structconv.models import QGN
 from keras_structconv.models import qgn as qgn_module
 from keras_structconv.quadtree import tpyramid_labels
@@ -267,6 +268,22 @@ def test_export_of_the_pred_path_equals_predict(trained, tmp_path):
                                     dtype="float32")
     outputs = served(images)
     expected = model(images, propagation="pred")
+    for key in ("classes", "levels"):
+        np.testing.assert_array_equal(np.asarray(outputs[key]), np.asarray(expected[key]))
+
+
+@pytest.mark.parametrize("runtime", ["tflite", "onnx"])
+def test_pred_path_runs_in_tflite_and_onnxruntime(trained, runtime, tmp_path):
+    """Traced on the portable path (no `LowerBound`), the sparse decoder converts with builtin
+    ops and gives the same classes and levels as Keras."""
+    model, _, images, _ = trained
+    options = {"input_shape": images.shape[1:], "call_kwargs": {"propagation": "pred"}}
+    if runtime == "tflite":
+        outputs = export.tflite_predict(export.to_tflite(model, **options), images)
+    else:
+        export.to_onnx(model, tmp_path / "qgn.onnx", **options)
+        outputs = export.onnx_predict(tmp_path / "qgn.onnx", images)
+    expected = model(images, propagation="pred", training=False)
     for key in ("classes", "levels"):
         np.testing.assert_array_equal(np.asarray(outputs[key]), np.asarray(expected[key]))
 

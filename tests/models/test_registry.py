@@ -1,5 +1,8 @@
 """keras_structconv/models/_registry.py: names, lookup, errors."""
 
+import inspect
+import re
+
 import pytest
 
 from keras_structconv import models
@@ -40,9 +43,16 @@ def test_two_builders_cannot_share_a_name():
         models.register_model(ResNet20)
 
 
-def test_every_registered_builder_is_keyword_only_and_documented():
-    import inspect
+def _documents(docstring, parameter):
+    """Whether `docstring` has an "Args:" entry for `parameter`."""
+    stars = {parameter.VAR_KEYWORD: "**", parameter.VAR_POSITIONAL: "*"}.get(parameter.kind, "")
+    args = docstring.partition("Args:")[2]
+    return re.search(rf"^\s+{re.escape(stars + parameter.name)}:", args, re.M) is not None
 
+
+def test_every_registered_builder_is_keyword_only_and_documented():
+    """Each argument of a builder is documented: in its own "Args:", or in those of the family it
+    names ("Other arguments: as `family`"), which documents every argument it has."""
     for name in models.list_models():
         builder = models.get_builder(name)
         parameters = inspect.signature(builder).parameters.values()
@@ -50,4 +60,16 @@ def test_every_registered_builder_is_keyword_only_and_documented():
             p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         assert positional == [], f"{name}: {positional}"
-        assert "Args:" in (builder.__doc__ or ""), name
+        doc = builder.__doc__ or ""
+        own, _, other = doc.partition("Other arguments: as `")
+        documented = {p.name for p in parameters if _documents(own, p)}
+        if other:
+            family = getattr(models, other.partition("`")[0])
+            family_parameters = inspect.signature(family).parameters.values()
+            assert all(_documents(family.__doc__, p) for p in family_parameters), family
+            documented |= {p.name for p in family_parameters}
+            if any(p.kind == p.VAR_KEYWORD for p in family_parameters):
+                # e.g. `name`, which a variant hands to its vanilla builder in `**kwargs`
+                documented |= {p.name for p in parameters if f"`{p.name}`" in family.__doc__}
+        missing = [p.name for p in parameters if p.name not in documented]
+        assert missing == [], f"{name}: {missing} undocumented"

@@ -9,7 +9,7 @@ from keras import layers
 
 from keras_structconv import convert
 from keras_structconv.layers.conv_factory import ConvFactory, folds_zero_padding
-from keras_structconv.models import ResNet18, ResNet50, ResNet101
+from keras_structconv.models import ResNet18, ResNet50, ResNet101, build_resnet
 from tests.models.resnet_reference import ReferenceResNet, randomize_batch_norms
 from tests.toy_factories import ChannelScale, CopyConv2D, ExplicitPadConv2D, FoldingConv
 
@@ -207,3 +207,20 @@ def test_keras_applications_arguments():
 def test_builders_refuse_positional_arguments(builder):
     with pytest.raises(TypeError, match="positional"):
         builder(False)
+
+
+@pytest.mark.parametrize(
+    "arguments, match",
+    [
+        ({"block": "dense"}, r"`block` must be one of 'basic', 'bottleneck'\. Received: block="),
+        ({"stem": "tiny"}, r"`stem` must be one of .*Received: stem='tiny'"),
+        ({"block": "basic", "groups": 32}, r"Basic blocks take neither.*Received: groups=32"),
+        ({"shortcut": "A"}, r"Bottlenecks have projection shortcuts.*Received: shortcut='A'"),
+        ({"block": "basic", "shortcut": "C"}, r"`shortcut` must be one of .*Received: shortcut="),
+        ({"stage_filters": (8, 16)}, r"one entry per stage.*Received: stage_filters=\(8, 16\)"),
+    ],
+)
+def test_build_resnet_refuses_inconsistent_configurations(arguments, match):
+    config = {"block": "bottleneck", "blocks_per_stage": (1, 1, 1), "stage_filters": (8, 16, 32)}
+    with pytest.raises(ValueError, match=match):
+        build_resnet(**{**config, **arguments})

@@ -10,7 +10,7 @@ from keras_structconv.models import (
     ResNeXt29_16x64d,
     ResNeXt50_32x4d,
     ResNeXt101_32x4d,
-    resnext,
+    build_resnet,
 )
 
 
@@ -89,8 +89,11 @@ def test_forward_and_one_training_step():
 
 
 def tiny_cifar_resnext():
-    """A narrow CIFAR ResNeXt through the public builder's code path (8 groups of width 2)."""
-    return resnext._cifar_resnext("tiny", 8, 2)
+    """A narrow CIFAR ResNeXt-29 through the builders' code path (8 groups of width 2)."""
+    return build_resnet(
+        "bottleneck", (3, 3, 3), stage_filters=(64, 128, 256), stem="cifar", groups=8,
+        width_per_group=2, classes=10, name="tiny",
+    )
 
 
 def test_conv_factory_receives_grouped_templates():

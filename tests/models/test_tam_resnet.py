@@ -94,32 +94,35 @@ def test_open_gates_give_the_base_model(resnet50_pair):
     )
 
 
-def test_efficientnet_b0():
-    base = keras.applications.EfficientNetB0(weights=None, input_shape=SMALL, classes=10)
-    model = TAMEfficientNetB0(input_shape=SMALL, classes=10)
+def _after_dropout(producer):
+    return isinstance(producer, keras.layers.Dropout)
+
+
+def _after_projection_bn(producer):
+    return producer.name.endswith("_project_BN")
+
+
+@pytest.mark.parametrize(
+    "tam_builder, application, count, extra, placed",
+    [
+        # EfficientNet: between the block's Dropout and the Add.
+        (TAMEfficientNetB0, keras.applications.EfficientNetB0, 9, 3_982, _after_dropout),
+        # MobileNetV2: after the block's projection BatchNorm.
+        (TAMMobileNetV2, keras.applications.MobileNetV2, 10, 3_091, _after_projection_bn),
+    ],
+)
+def test_keras_applications(tam_builder, application, count, extra, placed):
+    base = application(weights=None, input_shape=SMALL, classes=10)
+    model = tam_builder(input_shape=SMALL, classes=10)
     found = modules(model)
-    assert len(found) == 9
+    assert len(found) == count
     expected = 0
     for layer in found:
         producer, consumer = neighbours(layer)
-        assert isinstance(producer, keras.layers.Dropout), producer.name  # between Dropout
-        assert isinstance(consumer, keras.layers.Add), consumer.name  # and the Add
-        expected += spec_count(layer.levels[0])
-    assert trainable(model) - trainable(base) == expected == 3_982
-
-
-def test_mobilenet_v2():
-    base = keras.applications.MobileNetV2(weights=None, input_shape=SMALL, classes=10)
-    model = TAMMobileNetV2(input_shape=SMALL, classes=10)
-    found = modules(model)
-    assert len(found) == 10
-    expected = 0
-    for layer in found:
-        producer, consumer = neighbours(layer)
-        assert producer.name.endswith("_project_BN"), producer.name
+        assert placed(producer), producer.name
         assert isinstance(consumer, keras.layers.Add), consumer.name
         expected += spec_count(layer.levels[0])
-    assert trainable(model) - trainable(base) == expected == 3_091
+    assert trainable(model) - trainable(base) == expected == extra
 
 
 @pytest.mark.parametrize(

@@ -86,31 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace, stored: dict | None) -> dict:
     """The run options: the stored ones on resume (a conflicting option is an error), else the
     given ones over the defaults."""
-    config = dict(RUN_DEFAULTS)
-    if stored is not None:
-        config.update(stored)
-    conflicts = []
-    for key in RUN_DEFAULTS:
-        value = getattr(args, key)
-        if value is None:
-            continue
-        if stored is not None and stored.get(key) != value:
-            conflicts.append(f"--{key.replace('_', '-')}: stored {stored.get(key)!r}, "
-                             f"given {value!r}")
-        config[key] = value
-    if conflicts:
-        raise SystemExit("The run folder holds a run with other options (resume without them, "
-                         "or use a new folder): " + "; ".join(conflicts))
+    from keras_structconv.training import resolve_run_options
+
+    try:
+        config = resolve_run_options(RUN_DEFAULTS, vars(args), stored)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     if config["model"] is None:
         raise SystemExit("--model is required for a new run (e.g. --model resnet20)")
     return config
-
-
-def lower_priority(niceness: int) -> None:
-    """Raise this process's niceness to at least `niceness` (never lowers it)."""
-    current = os.nice(0)
-    if niceness > current:
-        os.nice(niceness - current)
 
 
 def load_data(config: dict, data_dir: Path | None):
@@ -232,7 +216,7 @@ def train(args: argparse.Namespace) -> int:
     if chief and (run_dir / RESULTS).exists():
         print(f"{run_dir / RESULTS} exists: the run is finished.", flush=True)
         return 0
-    lower_priority(args.nice)
+    training.lower_priority(args.nice)
 
     import keras
 

@@ -111,32 +111,12 @@ def build_parser():
 def resolve_config(args, stored):
     """The run options: the stored ones on resume (a conflicting option is an error), else the
     given ones over the defaults."""
-    config = dict(RUN_DEFAULTS)
-    if stored is not None:
-        config.update(stored)
-    conflicts = []
-    for key in RUN_DEFAULTS:
-        value = getattr(args, key)
-        if value is None:
-            continue
-        value = list(value) if isinstance(value, (list, tuple)) else value
-        if stored is not None and stored.get(key) != value:
-            flag = "--" + key.replace("_", "-")
-            conflicts.append(f"{flag}: stored {stored.get(key)!r}, given {value!r}")
-        config[key] = value
-    if conflicts:
-        raise SystemExit(
-            "The run folder holds a run with other options (resume without them, or use a new "
-            "folder): " + "; ".join(conflicts)
-        )
-    return config
+    from keras_structconv.training import resolve_run_options
 
-
-def lower_priority(niceness):
-    """Raise this process's niceness to at least `niceness` (never lowers it)."""
-    current = os.nice(0)
-    if niceness > current:
-        os.nice(niceness - current)
+    try:
+        return resolve_run_options(RUN_DEFAULTS, vars(args), stored)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def padded(size):
@@ -203,11 +183,12 @@ def train(args):
     config = resolve_config(args, stored)
     if stored is None:
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
-    lower_priority(args.nice)
 
     import keras
 
     from keras_structconv import training
+
+    training.lower_priority(args.nice)
 
     clock = training.TrainingClock(run_dir / "state.json")
     session_index = len(clock.state["sessions"])

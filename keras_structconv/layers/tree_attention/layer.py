@@ -9,7 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_structconv import _validation
-from keras_structconv.layers._defaults import distinct_initializer
+from keras_structconv.layers._defaults import (
+    arguments_config,
+    distinct_initializer,
+    set_weight_arguments,
+)
 from keras_structconv.layers._portable import portable_ops_enabled
 from keras_structconv.layers.tree_attention.fused import fused_tree
 from keras_structconv.layers.tree_attention.levels import tree_levels
@@ -22,6 +26,13 @@ __all__ = ["TAM", "TreeAttention"]
 
 # He et al. (2015), Section 2.1: PReLU slopes start at 0.25.
 HE_PRELU_SLOPE = 0.25
+
+# What `get_config` returns besides the base layer's, in its order: each weight's arguments.
+_CONFIG_ARGUMENTS = tuple(
+    f"{weight}_{kind}"
+    for weight in ("kernel", "bias", "alpha")
+    for kind in ("initializer", "regularizer", "constraint")
+) + ("group_size",)
 
 
 def _slope_initializer(value: Any) -> keras.initializers.Initializer:
@@ -118,30 +129,16 @@ class TreeAttention(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.group_size = _validation.int_in_range(group_size, "group_size", 2)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.alpha_initializer = _slope_initializer(alpha_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.alpha_regularizer = keras.regularizers.get(alpha_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.alpha_constraint = keras.constraints.get(alpha_constraint)
+        set_weight_arguments(self, "kernel", kernel_initializer, kernel_regularizer,
+                             kernel_constraint)
+        set_weight_arguments(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
+        set_weight_arguments(self, "alpha", _slope_initializer(alpha_initializer),
+                             alpha_regularizer, alpha_constraint)
         self.levels = None
         self.num_levels = None
 
     def build(self, input_shape: tuple) -> None:
-        if len(input_shape) != 4:
-            raise ValueError(
-                "TreeAttention expects a 4-D input (batch, height, width, channels). "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(
-                "The channel dimension of the input of TreeAttention must be known. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
+        channels = _validation.known_channels(input_shape, "TreeAttention")
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
         self._tree = tuple(tree_levels(channels, self.group_size))
         self.levels = (channels,) + tuple(level.out_channels for level in self._tree)
@@ -190,17 +187,7 @@ class TreeAttention(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        for kind in ("kernel", "bias", "alpha"):
-            config[f"{kind}_initializer"] = keras.initializers.serialize(
-                getattr(self, f"{kind}_initializer")
-            )
-            config[f"{kind}_regularizer"] = keras.regularizers.serialize(
-                getattr(self, f"{kind}_regularizer")
-            )
-            config[f"{kind}_constraint"] = keras.constraints.serialize(
-                getattr(self, f"{kind}_constraint")
-            )
-        config["group_size"] = self.group_size
+        config.update(arguments_config(self, _CONFIG_ARGUMENTS))
         return config
 
 

@@ -9,7 +9,13 @@ import tensorflow as tf
 
 from keras_structconv import _validation
 from keras_structconv.layers import _conv_ops
-from keras_structconv.layers._defaults import distinct_initializer
+from keras_structconv.layers._defaults import (
+    add_bias_weight,
+    arguments_config,
+    constructor_arguments,
+    distinct_initializer,
+    set_weight_arguments,
+)
 from keras_structconv.layers._portable import portable_ops_enabled
 from keras_structconv.layers.tree_conv import geometry, kernels, portable
 from keras_structconv.layers.tree_conv.gates import gate_logits, leaf_ratios
@@ -154,14 +160,11 @@ class TreeConv2D(keras.layers.Layer):
             "data_format",
             ("channels_last", "channels_first"),
         )
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        set_weight_arguments(self, "kernel", kernel_initializer, kernel_regularizer,
+                             kernel_constraint)
+        set_weight_arguments(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
         self.gate_kernel_initializer = keras.initializers.get(gate_kernel_initializer)
         self.gate_bias_initializer = keras.initializers.get(gate_bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.widths = geometry.leaf_widths(self.filters, self.depth)
 
     def _check_variant(self, variant: str) -> None:
@@ -255,19 +258,9 @@ class TreeConv2D(keras.layers.Layer):
         )
 
     def build(self, input_shape: tuple) -> None:
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"{type(self).__name__} expects a 4D input. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
-        input_shape = self._to_channels_last(tuple(input_shape))
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(
-                f"The channel dimension of the input of {type(self).__name__} must be known. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
         axis = -1 if self.data_format == "channels_last" else 1
+        channels = _validation.known_channels(input_shape, type(self).__name__, axis)
+        input_shape = self._to_channels_last(tuple(input_shape))
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: channels})
         # float32 under mixed precision too: the fused kernels compute the gates in float32.
         self.gate_kernel = self.add_weight(
@@ -288,13 +281,7 @@ class TreeConv2D(keras.layers.Layer):
                 "fusion_kernel", (1, 1, self.filters, self.filters), kernels_drawn
             )
         if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
+            self.bias = add_bias_weight(self, self.filters)
 
     def _build_leaves(self, input_shape, channels):
         """`kernel_0 .. kernel_depth`, the output columns of one vanilla `(K, K, C, filters)`
@@ -408,27 +395,7 @@ class TreeConv2D(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        serialize = keras.saving.serialize_keras_object
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "depth": self.depth,
-                "variant": self.variant,
-                "fuse": self.fuse,
-                "use_bias": self.use_bias,
-                "data_format": self.data_format,
-                "kernel_initializer": serialize(self.kernel_initializer),
-                "bias_initializer": serialize(self.bias_initializer),
-                "gate_kernel_initializer": serialize(self.gate_kernel_initializer),
-                "gate_bias_initializer": serialize(self.gate_bias_initializer),
-                "kernel_regularizer": serialize(self.kernel_regularizer),
-                "bias_regularizer": serialize(self.bias_regularizer),
-                "kernel_constraint": serialize(self.kernel_constraint),
-                "bias_constraint": serialize(self.bias_constraint),
-            }
-        )
+        config.update(arguments_config(self, constructor_arguments(TreeConv2D)))
         return config
 
 
