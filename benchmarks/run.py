@@ -6,8 +6,10 @@
     python -m benchmarks.run --all --record         # also append the results to RESULTS.md
 
 Only one run at a time: the run holds an exclusive lock on benchmarks/.lock (a second run refuses,
-or waits with --wait). The 1-minute load average is printed before and after; above --max-load the
-output says loudly that the timings are unreliable.
+or waits with --wait). Before the run it samples, for 3 s, how much of the CPUs other processes
+use, and measures it again over the whole run (from /proc/stat, minus this process's own time);
+above 5 % the output and the record say loudly that the timings are unreliable. Where /proc/stat
+is missing, the 1-minute load average (printed before and after) decides, above --max-load.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 from benchmarks import runner
 
 QUICK_WARMUP, QUICK_STEPS = 1, 3
+# Seconds of other processes' CPU use sampled before a run starts (this process sleeping).
+IDLE_CHECK_SECONDS = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-load",
         type=float,
         default=runner.BUSY_LOAD,
-        help="1-minute load average above which the machine counts as busy (default %(default)s)",
+        help="without /proc/stat: the 1-minute load average above which the machine counts as "
+        "busy (default %(default)s)",
     )
     parser.add_argument("--intra-op-threads", type=int, help="TensorFlow intra-op threads")
     parser.add_argument("--inter-op-threads", type=int, help="TensorFlow inter-op threads")
@@ -116,11 +121,14 @@ def main(argv=None) -> int:
 def _run(args, names, bench, settings, command) -> int:
     env = runner.environment()
     load_before = runner.load_average()
+    share_before = runner.measure_other_cpu_share(IDLE_CHECK_SECONDS)
     print(f"command: {command}")
     print("environment: " + ", ".join(f"{k} {v}" for k, v in env.items()))
     print(f"settings: {settings}")
     print("load average (1/5/15 min) before: " + " / ".join(f"{v:.2f}" for v in load_before))
-    warning = runner.busy_warning(load_before, args.max_load)
+    if share_before is not None:
+        print(f"other processes' share of the CPUs before: {share_before:.1%}")
+    warning = runner.busy_warning(load_before, args.max_load, share_before)
     if warning:
         _warn(warning)
         _warn(warning, sys.stderr)
@@ -132,12 +140,16 @@ def _run(args, names, bench, settings, command) -> int:
             flush=True,
         )
 
+    start = runner.cpu_snapshot()
     results = runner.run_cases(names, bench, on_result=progress)
+    share_during = runner.other_cpu_share(start, runner.cpu_snapshot())
     load_after = runner.load_average()
     print()
     print(runner.format_table(results))
     print("load average (1/5/15 min) after: " + " / ".join(f"{v:.2f}" for v in load_after))
-    after_warning = runner.busy_warning(load_after, args.max_load)
+    if share_during is not None:
+        print(f"other processes' share of the CPUs during the run: {share_during:.1%}")
+    after_warning = runner.busy_warning(load_after, args.max_load, share_during)
     if after_warning:
         _warn(after_warning)
     if args.record:
@@ -149,6 +161,8 @@ def _run(args, names, bench, settings, command) -> int:
             load_after=load_after,
             settings=settings,
             max_load=args.max_load,
+            other_share_before=share_before,
+            other_share_during=share_during,
         )
         runner.append_record(args.results, block)
         print(f"recorded in {args.results}")

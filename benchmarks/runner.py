@@ -45,6 +45,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_LOCK = BENCH_DIR / ".lock"
 DEFAULT_RESULTS = BENCH_DIR / "RESULTS.md"
 BUSY_LOAD = 0.5
+# Share of the machine's CPU capacity other processes may use while a benchmark runs.
+BUSY_SHARE = 0.05
 
 FORWARD = "forward"
 FORWARD_BACKWARD = "forward+backward"
@@ -543,8 +545,59 @@ def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
-def busy_warning(load, threshold=BUSY_LOAD) -> str | None:
-    """A loud warning when the 1-minute load average says the machine is busy, else None."""
+@dataclasses.dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds spent by the whole machine (all cores, `/proc/stat`) and by this process
+    with its waited-for children (`os.times`), at a monotonic time."""
+
+    machine_busy: float
+    own: float
+    at: float
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """The machine's and this process's CPU time now; None where `/proc/stat` is missing."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait; nice'd work (a background training) is busy
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = os.times()
+    own = times.user + times.system + times.children_user + times.children_system
+    return CpuSnapshot((sum(fields) - idle) / ticks, own, time.monotonic())
+
+
+def other_cpu_share(start: CpuSnapshot | None, end: CpuSnapshot | None) -> float | None:
+    """The share of the machine's CPU capacity (0-1) that OTHER processes used between two
+    snapshots: what a benchmark must not share its cores with. Unlike the load average, it
+    neither lags behind a process that just ended nor counts this run's own threads."""
+    if start is None or end is None or end.at <= start.at:
+        return None
+    others = (end.machine_busy - start.machine_busy) - (end.own - start.own)
+    return max(0.0, others) / ((end.at - start.at) * (os.cpu_count() or 1))
+
+
+def measure_other_cpu_share(seconds: float = 3.0) -> float | None:
+    """`other_cpu_share` over the next `seconds` (this process sleeping)."""
+    start = cpu_snapshot()
+    time.sleep(seconds)
+    return other_cpu_share(start, cpu_snapshot())
+
+
+def busy_warning(
+    load, threshold=BUSY_LOAD, other_share=None, share_threshold=BUSY_SHARE
+) -> str | None:
+    """A loud warning when the machine is busy, else None: from the measured CPU share of other
+    processes where there is one, else from the 1-minute load average."""
+    if other_share is not None:
+        if other_share <= share_threshold:
+            return None
+        return (
+            f"WARNING: MACHINE BUSY: other processes used {other_share:.1%} of the CPUs "
+            f"(> {share_threshold:.0%}): TIMINGS AND RATIOS ARE UNRELIABLE."
+        )
     if load[0] <= threshold:
         return None
     return (
@@ -665,8 +718,12 @@ def format_markdown(
     load_after,
     settings: str,
     max_load: float = BUSY_LOAD,
+    other_share_before: float | None = None,
+    other_share_during: float | None = None,
 ) -> str:
-    """The block `--record` appends to RESULTS.md: command, date, load, environment, table."""
+    """The block `--record` appends to RESULTS.md: command, date, load, environment, table.
+    The busy warning comes from the other processes' CPU share (before and during the run)
+    where it was measured, else from the load averages."""
 
     def loads(load):
         return " / ".join(f"{v:.2f}" for v in load)
@@ -676,14 +733,29 @@ def format_markdown(
         "",
         f"- command: `{command}`",
         f"- load average (1/5/15 min) before: {loads(load_before)}, after: {loads(load_after)}",
+    ]
+    shares = [s for s in (other_share_before, other_share_during) if s is not None]
+    if shares:
+        lines.append(
+            "- other processes' share of the CPUs: "
+            + ", ".join(
+                f"{label} {share:.1%}"
+                for label, share in (("before", other_share_before),
+                                     ("during the run", other_share_during))
+                if share is not None
+            )
+        )
+    lines += [
         f"- settings: {settings}",
         "- environment: " + ", ".join(f"{k} {v}" for k, v in env.items()),
     ]
-    for load in (load_before, load_after):
-        warning = busy_warning(load, max_load)
-        if warning:
-            lines.append(f"- **{warning}**")
-            break
+    if shares:
+        warnings = [busy_warning(None, other_share=max(shares))]
+    else:
+        warnings = [busy_warning(load, max_load) for load in (load_before, load_after)]
+    warning = next((w for w in warnings if w), None)
+    if warning:
+        lines.append(f"- **{warning}**")
     lines += ["", "| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
     lines += ["| " + " | ".join(_row(c)) + " |" for c in results]
     lines += [""] + [f"- {line}" for line in _geomean_lines(results)] + [""]

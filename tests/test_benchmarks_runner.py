@@ -1,12 +1,16 @@
-"""The benchmark runner's logic on fake clocks: statistics, ratios, registry, lock, output.
+"""The benchmark runner's logic on fake clocks: statistics, ratios, registry, lock, output,
+and its busy-machine check against real processes.
 
-No assertion here depends on real timings.
+No assertion here depends on how fast anything runs.
 """
 
 import functools
 import math
 import os
 import statistics
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -177,6 +181,60 @@ def test_busy_warning_threshold():
     assert runner.busy_warning((0.9, 0.0, 0.0), threshold=1.0) is None
 
 
+def test_busy_warning_prefers_the_measured_cpu_share():
+    assert runner.busy_warning((3.0, 3.0, 3.0), other_share=0.01) is None  # a stale load average
+    warning = runner.busy_warning((0.0, 0.0, 0.0), other_share=0.30)
+    assert "other processes used 30.0% of the CPUs" in warning
+
+
+def test_markdown_records_the_other_processes_share(fake_cases):
+    results = runner.run_cases(["zz_fake_fast"], runner.Bench(warmup=0, steps=2, timer=fake_cases))
+    common = dict(command="x", env={}, load_before=(2.5,) * 3, load_after=(2.5,) * 3, settings="")
+    quiet = runner.format_markdown(results, **common, other_share_before=0.004,
+                                   other_share_during=0.01)
+    assert "share of the CPUs: before 0.4%, during the run 1.0%" in quiet
+    assert "MACHINE BUSY" not in quiet  # the load averages alone would have warned
+    busy = runner.format_markdown(results, **common, other_share_during=0.2)
+    assert "other processes used 20.0% of the CPUs" in busy
+
+
+def _spinner(seconds):
+    """Another process that keeps one core busy for `seconds`."""
+    code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_other_cpu_share_subtracts_this_process():
+    cores = os.cpu_count() or 1
+    start = runner.CpuSnapshot(machine_busy=100.0, own=10.0, at=50.0)
+    end = runner.CpuSnapshot(machine_busy=100.0 + 3.0 * cores, own=11.0, at=52.0)
+    assert runner.other_cpu_share(start, end) == pytest.approx((3.0 * cores - 1.0) / (2 * cores))
+    assert runner.other_cpu_share(start, None) is None
+
+
+@pytest.mark.skipif(runner.cpu_snapshot() is None, reason="no /proc/stat on this system")
+def test_other_cpu_share_sees_another_process_and_not_this_one():
+    """Real processes. Loose bounds: other jobs may share the machine (the spinner may get less
+    than its core), and one busy core of N is 1/N of the capacity."""
+    cores = os.cpu_count() or 1
+    spinner = _spinner(2.0)
+    try:
+        time.sleep(0.3)  # let it start
+        assert runner.measure_other_cpu_share(1.0) > 0.3 / cores
+    finally:
+        spinner.wait()
+    # This process's own work is what the snapshots subtract: its CPU time as Python counts it
+    # (clock ticks of 10 ms make the tolerance), and part of the machine's.
+    start, cpu_start = runner.cpu_snapshot(), time.process_time()
+    end_at = time.monotonic() + 1.0
+    while time.monotonic() < end_at:
+        pass
+    end, cpu_end = runner.cpu_snapshot(), time.process_time()
+    own = end.own - start.own
+    assert own == pytest.approx(cpu_end - cpu_start, abs=0.05) and own > 0.05
+    assert end.machine_busy - start.machine_busy >= own - 0.05
+
+
 def test_lock_is_exclusive_and_released(tmp_path):
     lock = tmp_path / "bench.lock"
     with runner.exclusive_lock(lock):
@@ -191,6 +249,8 @@ def test_lock_is_exclusive_and_released(tmp_path):
 def test_command_line_refuses_while_locked_and_records(fake_cases, tmp_path, capsys, monkeypatch):
     lock, results = tmp_path / "bench.lock", tmp_path / "RESULTS.md"
     monkeypatch.setattr(runner, "load_average", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(runner, "measure_other_cpu_share", lambda seconds: 0.0)
+    monkeypatch.setattr(runner, "other_cpu_share", lambda start, end: 0.0)
     monkeypatch.setattr(runner, "Bench", functools.partial(runner.Bench, timer=fake_cases))
     common = ["--lock-file", str(lock), "--results", str(results), "--steps", "2"]
     with runner.exclusive_lock(lock):
