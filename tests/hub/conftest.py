@@ -49,7 +49,7 @@ def tiny_model_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     keras.utils.set_random_seed(1)
     model = keras.Sequential([
-        keras.Input((8, 8, 3)),
+        keras.Input((8, 8, 3), name="images"),  # named: auto names count up per process
         keras.layers.Rescaling(1 / 255.0),
         keras.layers.Conv2D(8, 3, padding="same"),
         ksc.PSConv2D(8, 3, cyclic_interval=2),

@@ -68,7 +68,7 @@ def test_archive_layout_and_metadata(tiny_model_files):
     assert set(metadata["files"]) == names - {"metadata.json", "variables", "assets"}
     model_bytes = tiny_model_files["model_path"].read_bytes()
     assert metadata["files"]["model.keras"] == hashlib.sha256(model_bytes).hexdigest()
-    assert metadata["inputs"] == [{"name": "input_layer", "shape": [None, 8, 8, 3],
+    assert metadata["inputs"] == [{"name": "images", "shape": [None, 8, 8, 3],
                                    "dtype": "float32"}]
     assert metadata["parameters"]["total"] == metadata["parameters"]["trainable"]
     assert metadata["preprocessing"]["value_range"] == [0, 255]
