@@ -48,6 +48,11 @@ from keras_structconv.models.qgn_encoder import (
     check_levels,
     qgn_encoder,
 )
+from keras_structconv.quadtree._config import (
+    MIN_KERAS_FOR_RELOAD,  # noqa: F401  (re-exported: the reload tests read it here)
+    keras_version,
+    refuse_reload_on_old_keras,
+)
 from keras_structconv.quadtree.assemble import assemble_prediction
 from keras_structconv.quadtree.decoder import (
     QuadtreeDecoder,
@@ -60,14 +65,13 @@ from keras_structconv.quadtree.losses import QuadtreeLossWeights, quadtree_level
 
 __all__ = ["QGN", "qgn_encoder"]
 
-MIN_KERAS_FOR_RELOAD = (3, 15)
 # Decoder defaults for 6 levels (Table 7; index 0 = full resolution), truncated for fewer levels.
 DEFAULT_DECODER_FILTERS = (64, 64, 64, 128, 256)
 DEFAULT_DECODER_UNITS = (3, 3, 3, 4, 6)
 
 
 def _keras_version():
-    return tuple(int(part) for part in keras.__version__.split(".")[:2])
+    return keras_version()
 
 
 @keras.saving.register_keras_serializable(package="keras_structconv")
@@ -400,13 +404,6 @@ class QGN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        # Keras before 3.15 rebuilds a QGN from its .keras file but restores none of the
-        # decoder's weights, without an error: refuse rather than return a wrong model.
-        if _keras_version() < MIN_KERAS_FOR_RELOAD:
-            raise ValueError(
-                "Rebuilding a QGN from its config (e.g. loading a .keras file) needs Keras >= "
-                f"{'.'.join(map(str, MIN_KERAS_FOR_RELOAD))}: older versions leave the "
-                "decoder's weights at their initial values. "
-                f"Received: keras.__version__={keras.__version__!r}"
-            )
+        # Refuse rather than return a model whose decoder silently lost its weights.
+        refuse_reload_on_old_keras("QGN", _keras_version())
         return cls(**config)

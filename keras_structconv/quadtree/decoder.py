@@ -36,7 +36,12 @@ import tensorflow as tf
 from keras_structconv._validation import int_in_range, one_of
 from keras_structconv.layers._defaults import BN_EPSILON, BN_MOMENTUM
 from keras_structconv.layers._defaults import he_normal_fan_out as default_kernel_initializer
-from keras_structconv.quadtree._config import decoder_kernel_initializer, serialized_attributes
+from keras_structconv.quadtree._config import (
+    decoder_kernel_initializer,
+    keras_version,
+    refuse_reload_on_old_keras,
+    serialized_attributes,
+)
 from keras_structconv.quadtree.propagation import (
     PROPAGATIONS,
     check_composite_masks,
@@ -321,6 +326,12 @@ class QuadtreeDecoder(keras.layers.Layer):
             key: tuple(keras.KerasTensor(shape, dtype=dtypes[key]) for shape in value)
             for key, value in shapes.items()
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Refuse rather than return a decoder that silently lost its weights.
+        refuse_reload_on_old_keras("QuadtreeDecoder", keras_version())
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()
