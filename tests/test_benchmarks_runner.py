@@ -226,9 +226,11 @@ def test_other_cpu_share_sees_another_process_and_not_this_one():
     # This process's own work is what the snapshots subtract: its CPU time as Python counts it
     # (clock ticks of 10 ms make the tolerance), and part of the machine's.
     start, cpu_start = runner.cpu_snapshot(), time.process_time()
+    busy_work = 0
     end_at = time.monotonic() + 1.0
-    while time.monotonic() < end_at:
-        pass
+    while time.monotonic() < end_at:  # a second of this process's own CPU work
+        busy_work += 1
+    assert busy_work > 0
     end, cpu_end = runner.cpu_snapshot(), time.process_time()
     own = end.own - start.own
     assert own == pytest.approx(cpu_end - cpu_start, abs=0.05) and own > 0.05
