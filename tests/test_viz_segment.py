@@ -9,6 +9,7 @@ from PIL import Image
 from keras_structconv import cli, viz
 from keras_structconv.datasets import camvid
 from keras_structconv.models import QGN
+from tests.conftest import needs_quadtree_reload
 
 
 def test_leaf_cell_edges_outline_every_leaf():
@@ -36,6 +37,7 @@ def test_plot_segmentation_panels_and_errors():
         viz.plot_segmentation(np.zeros((3, 2, 3)), classes, np.zeros((2, 2), int))
 
 
+@needs_quadtree_reload
 def test_segment_command_on_a_saved_qgn(tmp_path, capsys):
     model = QGN(11, encoder="resnet18", levels=4, input_shape=(32, 32, 3),
                 decoder_filters=(8, 8, 8), decoder_units=(1, 1, 1), top_filters=16)

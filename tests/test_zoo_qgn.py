@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.conftest import needs_quadtree_reload
+
 ZOO = Path(__file__).resolve().parents[1] / "zoo" / "qgn_camvid"
 # 4 levels (the encoder stops at stride 8) halve the tracing time of the 6-level default; the
 # code is level-generic and tests/models/test_qgn.py builds the 6-level encoders.
@@ -29,6 +31,7 @@ def load_script(name):
     return module
 
 
+@needs_quadtree_reload
 def test_recipe_trains_resumes_and_evaluates(camvid_dir, tmp_path):
     train = load_script("train")
     run = tmp_path / "run"

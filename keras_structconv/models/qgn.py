@@ -339,7 +339,9 @@ class QGN(keras.Model):
         """
         config = self.get_config()
         config["input_shape"] = list(input_shape)
-        copy = type(self).from_config(config)
+        # The constructor, not `from_config`: the weights are copied here, so the reload fault of
+        # older Keras (`from_config`'s refusal) does not apply.
+        copy = type(self)(**config)
         copy.set_weights(self.get_weights())
         return copy
 

@@ -15,6 +15,7 @@ from keras_structconv import export
 from keras_structconv.models import QGN
 from keras_structconv.models import qgn as qgn_module
 from keras_structconv.quadtree import tpyramid_labels
+from tests.conftest import needs_quadtree_reload
 
 NUM_CLASSES = 3
 LEVELS = 4
@@ -227,10 +228,7 @@ def test_propagation_argument_and_setter(trained):
     assert model.train_function is None
 
 
-@pytest.mark.skipif(
-    qgn_module._keras_version() < qgn_module.MIN_KERAS_FOR_RELOAD,
-    reason="Keras < 3.15 cannot reload a QGN (see test_reload_is_refused_on_old_keras)",
-)
+@needs_quadtree_reload
 def test_save_and_reload_keep_beta_weights_and_outputs(trained, tmp_path):
     model, _, images, labels = trained
     model.propagation = "pred"
@@ -297,6 +295,14 @@ def test_with_input_shape_copies_every_weight(trained):
     canvas = np.zeros((1, 128, 96, 3), "float32")  # the image in a corner of a bigger frame
     canvas[:, :SIZE, :SIZE] = images[:1]
     assert bigger(canvas, propagation="pred")["classes"].shape == (1, 128, 96)
+    # At the same size, the copy computes the same function (the constructor, not `from_config`,
+    # builds it: also on Keras < 3.15, where `from_config` refuses).
+    same = model.with_input_shape(model.image_shape)
+    for key in ("classes", "levels"):
+        np.testing.assert_array_equal(
+            np.asarray(same(images, propagation="pred", training=False)[key]),
+            np.asarray(model(images, propagation="pred", training=False)[key]),
+        )
 
 
 def _encoder_trainable(model):

@@ -9,13 +9,13 @@ import tensorflow as tf
 
 from keras_structconv.quadtree import decoder as decoder_module
 from keras_structconv.quadtree import level_cross_entropy, quadtree_level_losses, tpyramid_labels
-from keras_structconv.quadtree._config import MIN_KERAS_FOR_RELOAD, keras_version
 from keras_structconv.quadtree.decoder import (
     QuadtreeDecoder,
     composite_masks_from_labels,
     sparse_level_labels,
 )
 from keras_structconv.runtime import AllocatorPeak
+from tests.conftest import needs_quadtree_reload
 
 NUM_CLASSES = 3
 LEVELS = 4
@@ -460,10 +460,7 @@ def test_parameter_count_of_the_default_decoder():
     assert sum(w.shape[:2] == (3, 3) for w in decoder.trainable_weights) == 38  # Table 7
 
 
-@pytest.mark.skipif(
-    keras_version() < MIN_KERAS_FOR_RELOAD,
-    reason="Keras < 3.15 cannot rebuild the decoder (see test_rebuild_is_refused_on_old_keras)",
-)
+@needs_quadtree_reload
 def test_config_round_trip_and_keras_save_load(tmp_path):
     decoder, features, _, _ = setup(6, propagation="pred", output_mode="dense")
     config = decoder.get_config()
