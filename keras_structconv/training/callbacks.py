@@ -1,8 +1,9 @@
 """Callbacks for long, resumable `fit` runs (the zoo recipes).
 
-- `TrainingClock`: wall-clock training time accumulated across resumed sessions, kept in a JSON
-  state file next to the run (`train_seconds`: the time that produced the last per-epoch backup;
-  `all_sessions_seconds`: every session's time, work lost to interruptions included).
+- `TrainingClock`: wall-clock and CPU training time accumulated across resumed sessions, kept in
+  a JSON state file next to the run (`train_seconds`: the time that produced the last per-epoch
+  backup; `all_sessions_seconds`: every session's time, work lost to interruptions included;
+  `train_cpu_seconds`: the process's CPU time, which other jobs on the machine barely change).
 - `TimedCheckpoint`: a `ModelCheckpoint` by time: saves the whole model (`.keras`, optimizer
   included) every `interval_seconds`, atomically (a crash never leaves a half-written file).
 - `ProgressCSVLogger`: one CSV row every `every` steps or every epoch (step, epoch, training time,
@@ -47,12 +48,15 @@ def write_json_atomically(path, data):
 
 
 class TrainingClock(keras.callbacks.Callback):
-    """Wall-clock training time accumulated across resumed `fit` sessions (a JSON file).
+    """Training time accumulated across resumed `fit` sessions (a JSON file).
 
-    The state file holds `train_seconds` (time up to the end of the last completed epoch, which
-    matches a per-epoch `BackupAndRestore` backup: a resumed run starts from that time),
+    The state file holds `train_seconds` (wall time up to the end of the last completed epoch,
+    which matches a per-epoch `BackupAndRestore` backup: a resumed run starts from that time),
     `all_sessions_seconds` (the time of every session, partial epochs lost to interruptions
-    included), `sessions` (one record per session: start time, seconds, steps) and `finished`.
+    included), `train_cpu_seconds` and `all_sessions_cpu_seconds` (the same in CPU seconds of the
+    process, all its threads: wall time grows when other jobs share the machine, CPU time much
+    less), `sessions` (one record per session: start time, seconds, CPU seconds, steps) and
+    `finished`.
     `logs["train_seconds"]` is added at every epoch end (for `CSVLogger`). The session record is
     also rewritten every `session_save_seconds` between epochs, so that a session killed without
     warning (the end of a CI or notebook session) still counts to within that time.
@@ -60,6 +64,7 @@ class TrainingClock(keras.callbacks.Callback):
     Args:
         state_path: JSON file (created if absent).
         clock: function returning seconds (tests inject a fake clock).
+        cpu_clock: function returning the process's CPU seconds (`time.process_time`).
         session_save_seconds: how often the session record is rewritten between epoch ends.
 
     Example:
@@ -71,7 +76,8 @@ class TrainingClock(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, state_path, clock=time.monotonic, session_save_seconds=30.0):
+    def __init__(self, state_path, clock=time.monotonic, cpu_clock=time.process_time,
+                 session_save_seconds=30.0):
         super().__init__()
         if session_save_seconds <= 0:
             raise ValueError(
@@ -80,19 +86,20 @@ class TrainingClock(keras.callbacks.Callback):
             )
         self.state_path = Path(state_path)
         self.clock = clock
+        self.cpu_clock = cpu_clock
         self.session_save_seconds = session_save_seconds
         self._last_session_save = None
         self.state = self.read_state(self.state_path)
-        self._started = None
-        self._base_train = self._base_all = 0.0
+        self._started = self._cpu_started = None
+        self._base_train = self._base_all = self._base_train_cpu = self._base_all_cpu = 0.0
         self._start_step = 0
 
     @staticmethod
     def read_state(state_path):
         """The state dict of `state_path` (defaults when the file does not exist)."""
         state_path = Path(state_path)
-        state = {"train_seconds": 0.0, "all_sessions_seconds": 0.0, "sessions": [],
-                 "finished": False}
+        state = {"train_seconds": 0.0, "all_sessions_seconds": 0.0, "train_cpu_seconds": 0.0,
+                 "all_sessions_cpu_seconds": 0.0, "sessions": [], "finished": False}
         if state_path.exists():
             state.update(json.loads(state_path.read_text()))
         return state
@@ -103,6 +110,12 @@ class TrainingClock(keras.callbacks.Callback):
             return self.state["train_seconds"]
         return self._base_train + (self.clock() - self._started)
 
+    def elapsed_cpu(self):
+        """Training CPU seconds so far: the resumed total plus this session's."""
+        if self._cpu_started is None:
+            return self.state["train_cpu_seconds"]
+        return self._base_train_cpu + (self.cpu_clock() - self._cpu_started)
+
     def _step(self):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
@@ -110,10 +123,13 @@ class TrainingClock(keras.callbacks.Callback):
         self.state = self.read_state(self.state_path)
         self._base_train = float(self.state["train_seconds"])
         self._base_all = float(self.state["all_sessions_seconds"])
+        self._base_train_cpu = float(self.state["train_cpu_seconds"])
+        self._base_all_cpu = float(self.state["all_sessions_cpu_seconds"])
         self._started = self.clock()
+        self._cpu_started = self.cpu_clock()
         self._start_step = self._step()
         self.state["sessions"].append(
-            {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0,
+            {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0, "cpu_seconds": 0.0,
              "start_step": self._start_step, "end_step": self._start_step}
         )
         self.state["finished"] = False
@@ -126,8 +142,11 @@ class TrainingClock(keras.callbacks.Callback):
 
     def _update(self):
         session = self.clock() - self._started
+        session_cpu = self.cpu_clock() - self._cpu_started
         self.state["all_sessions_seconds"] = self._base_all + session
+        self.state["all_sessions_cpu_seconds"] = self._base_all_cpu + session_cpu
         self.state["sessions"][-1]["seconds"] = session
+        self.state["sessions"][-1]["cpu_seconds"] = session_cpu
         self.state["sessions"][-1]["end_step"] = self._step()
 
     def _save(self):
@@ -137,6 +156,7 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.state["train_seconds"] = self.elapsed()
+        self.state["train_cpu_seconds"] = self.elapsed_cpu()
         self.state["epochs_done"] = epoch + 1
         self.state["steps_done"] = self._step()
         self._update()
@@ -147,7 +167,7 @@ class TrainingClock(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._update()
         self._save()
-        self._started = None
+        self._started = self._cpu_started = None
 
     def mark_finished(self):
         """Record that the run reached its last step."""

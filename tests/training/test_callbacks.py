@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import time
 
 import keras
 import numpy as np
@@ -72,6 +73,40 @@ def test_clock_accumulates_across_sessions_and_resumes_from_the_backup_time(tmp_
     assert not second["finished"]
     second_clock.mark_finished()
     assert json.loads(state_path.read_text())["finished"]
+
+
+def test_clock_counts_cpu_seconds_apart_from_wall_seconds_across_sessions(tmp_path):
+    state_path = tmp_path / "state.json"
+    wall, cpu = FakeClock(), FakeClock()
+
+    class Step(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            wall.now += 10.0  # a step of 10 s on a shared machine...
+            cpu.now += 4.0  # ...of which this process ran 4 CPU seconds
+
+    for session in (1, 2):
+        callback = training.TrainingClock(state_path, clock=wall, cpu_clock=cpu)
+        tiny_model().fit(*DATA, batch_size=4, epochs=1, verbose=0, callbacks=[Step(), callback])
+        state = json.loads(state_path.read_text())
+        assert state["train_seconds"] == 20.0 * session
+        assert state["train_cpu_seconds"] == 8.0 * session
+        assert state["all_sessions_cpu_seconds"] == 8.0 * session
+        assert state["sessions"][-1]["cpu_seconds"] == 8.0
+
+
+def test_clock_default_cpu_clock_counts_this_process_work(tmp_path):
+    state_path = tmp_path / "state.json"
+
+    class Spin(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            start = time.process_time()
+            while time.process_time() - start < 0.1:
+                sum(range(1000))
+
+    tiny_model().fit(*DATA, batch_size=4, epochs=1, verbose=0,
+                     callbacks=[Spin(), training.TrainingClock(state_path)])
+    state = json.loads(state_path.read_text())
+    assert state["train_cpu_seconds"] >= 0.2  # two steps of >= 0.1 CPU second each
 
 
 def test_clock_records_a_session_killed_mid_epoch_to_within_its_save_interval(tmp_path):

@@ -57,6 +57,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(uninterrupted, tmp_pa
     assert results["sessions"] == 2 and len(results["commands"]) == 2
     assert results["training_seconds"] == pytest.approx(state["train_seconds"])
     assert first_seconds < results["training_seconds"] <= results["all_sessions_seconds"]
+    assert 0 < results["training_cpu_seconds"] == pytest.approx(state["train_cpu_seconds"])
     assert results["steps"] == 4 and results["train_images"] == 64 and results["test_images"] == 100
     assert results["parameters"]["total"] == 271_098  # ResNet-20 (+0 for the Normalization)
 

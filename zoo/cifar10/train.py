@@ -173,6 +173,9 @@ def final_results(config, model_path, state, strategy_name, workers, replicas, x
         "test_accuracy": accuracy,
         "training_seconds": train_seconds,
         "all_sessions_seconds": float(state["all_sessions_seconds"]),
+        # CPU seconds of the training process (all threads): the figure other jobs on the
+        # machine barely change, unlike the wall time above.
+        "training_cpu_seconds": float(state["train_cpu_seconds"]),
         "sessions": len(state["sessions"]),
         "train_images_per_second": steps_done * config["batch_size"] / train_seconds,
         "inference_images_per_second": inference,
