@@ -10,6 +10,11 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 TEST_WORKERS ?= 2
 # The operator tests, run again under the oneDNN setting that is not the machine's default.
 ONEDNN_TESTS ?= tests/layers tests/quadtree
+# Left out of that second pass: what does not run a kernel differently under oneDNN (config and
+# .keras round trips, TFLite/ONNX conversion, SavedModel export: served under the other setting
+# by tests/export/test_saved_model.py) and the long overfit runs (their steps are the fit-step
+# tests' steps): 423 of the 480 tests (2 workers, oneDNN off: all 480 took 232 s).
+ONEDNN_DESELECT ?= not overfit and not save_load and not export_tfsmlayer and not tflite and not onnx and not config_round_trip
 # The wheel smoke check runs on the newest supported Python (pyenv's, else python3.13 on PATH).
 SMOKE_PYTHON ?= $(firstword $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.13*/bin/python3.13) python3.13)
 DOCS_DIR ?= site
@@ -45,7 +50,7 @@ test-onednn-other: $(STAMP)
 		*) echo "make $@: could not read the default oneDNN setting (got '$$default')" >&2; exit 1 ;; esac; \
 	echo "oneDNN default on this machine: $$default; running $(ONEDNN_TESTS) with TF_ENABLE_ONEDNN_OPTS=$$other"; \
 	export TF_ENABLE_ONEDNN_OPTS=$$other; \
-	$(call run_pytest,-q -n $(TEST_WORKERS) --dist loadfile $(ONEDNN_TESTS),$(ONEDNN_TESTS))
+	$(call run_pytest,-q -n $(TEST_WORKERS) --dist loadfile $(ONEDNN_TESTS) -k "$(ONEDNN_DESELECT)",$(ONEDNN_TESTS))
 
 # The notebooks, executed (also part of `make test`).
 notebooks: $(STAMP)
