@@ -25,9 +25,14 @@ from tests.conftest import REPO, dataset_root, require_dataset
 
 NOTEBOOK_DIR = REPO / "colab"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = ("01_quickstart", "02_backbones", "03_look_inside", "06_quadtree")
+EXPECTED = (
+    "01_quickstart", "02_backbones", "03_look_inside", "04_tuning", "05_hub", "06_quadtree"
+)
 # Datasets a notebook reads from the data folder (the others use data shipped in the package).
 NOTEBOOK_DATASETS = {"06_quadtree": "camvid"}
+# Zoo models a notebook loads through the hub, from the packaged manifest and zoo/dist/.
+NOTEBOOK_ZOO_MODELS = {"05_hub": "resnet20_cifar10"}
+PACKAGED_MANIFEST = REPO / "keras_structconv" / "hub" / "manifest.json"
 SMALL_MODE_VARIABLE = "KERAS_STRUCTCONV_NOTEBOOK_SMALL"
 # Per-cell limit: a hung kernel fails the test instead of blocking CI (a small-mode cell takes
 # seconds, a few minutes on a heavily loaded machine).
@@ -210,8 +215,21 @@ def kernel_spec_dir(tmp_path_factory):
     return kernels
 
 
-def _kernel_environment(name):
+def _require_zoo_model(name):
+    """Skips (like tests/zoo/test_cifar10_published.py) while the packaged manifest does not
+    list zoo model `name`: the zoo's models are published as their training runs finish."""
+    models = json.loads(PACKAGED_MANIFEST.read_text(encoding="utf-8"))["models"]
+    if not any(entry["name"] == name for entry in models):
+        pytest.skip(f"zoo model {name!r} is not published in {PACKAGED_MANIFEST.relative_to(REPO)} "
+                    "yet (zoo/README.md)")
+
+
+def _kernel_environment(name, tmp_path):
     env = {SMALL_MODE_VARIABLE: "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    if name in NOTEBOOK_ZOO_MODELS:
+        _require_zoo_model(NOTEBOOK_ZOO_MODELS[name])
+        # The packaged manifest and a fresh cache: what a clone of the repository sees.
+        env["KERAS_STRUCTCONV_HUB_CACHE"] = str(tmp_path / "hub_cache")
     dataset = NOTEBOOK_DATASETS.get(name)
     if dataset is not None:
         env["KERAS_STRUCTCONV_DATA"] = str(require_dataset(dataset).parent)
@@ -229,7 +247,8 @@ def test_notebook_runs_in_small_mode(path, kernel_spec_dir, tmp_path, monkeypatc
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    for key, value in _kernel_environment(path.stem).items():
+    monkeypatch.delenv("KERAS_STRUCTCONV_HUB_URL", raising=False)
+    for key, value in _kernel_environment(path.stem, tmp_path).items():
         monkeypatch.setenv(key, value)  # the kernel inherits this process's environment
     notebook = nbformat.read(path, as_version=4)
     manager = KernelManager(
