@@ -102,6 +102,7 @@ def test_publish_then_load_by_handle_and_check_the_reported_accuracy(
     results = json.loads((uninterrupted / "results.json").read_text())
     metadata = hub.info(handle)["metadata"]
     assert metadata["metrics"]["top1"] == results["test_accuracy"]
+    assert metadata["metrics"]["training_cpu_seconds"] == results["training_cpu_seconds"]
     assert metadata["labels"][:2] == ["airplane", "automobile"]
     assert metadata["preprocessing"]["value_range"] == [0, 255]
     _, (x_test, y_test) = datasets.load_embedded_cifar10()

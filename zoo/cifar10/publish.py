@@ -95,6 +95,7 @@ def metrics_of(results: dict, model_path: Path) -> dict:
         "seed": results["seed"],
         "epochs": results["epochs"],
         "training_seconds": results["training_seconds"],
+        "training_cpu_seconds": results["training_cpu_seconds"],
         "train_images_per_second": results["train_images_per_second"],
         "inference_images_per_second": results["inference_images_per_second"],
         "machine": "2 CPU cores" if results["environment"]["cpu_count"] == 2
