@@ -10,6 +10,10 @@ import tensorflow as tf
 from keras_structconv.layers import TreeAttention
 from keras_structconv.layers._portable import portable_ops
 
+# Left out of `make test-onednn-other`: the portable (export) path, which converted models run in
+# TFLite or ONNX Runtime, not on TensorFlow's CPU kernels.
+pytestmark = pytest.mark.onednn_neutral
+
 # The op types of the portable trace: elementwise arithmetic, reshapes and a sum, with the
 # shape bookkeeping around them (every one a TFLite builtin and an ONNX operator).
 PORTABLE_OPS = {

@@ -15,6 +15,10 @@ from keras_structconv.layers._portable import portable_ops
 from tests.layers.tree_conv_references import REFERENCE_CASES, random_layer, sample
 from tests.references import assert_relative_close
 
+# Left out of `make test-onednn-other`: the portable (export) path, which converted models run in
+# TFLite or ONNX Runtime, not on TensorFlow's CPU kernels.
+pytestmark = pytest.mark.onednn_neutral
+
 # Ops that TFLite's builtin set or onnxruntime cannot run once converted.
 UNPORTABLE_OPS = {
     "PartitionedCall", "StatefulPartitionedCall", "IdentityN", "XlaOptimizationBarrier"

@@ -22,6 +22,10 @@ from tests.quadtree.quadtree_reference import (
     reference_tpyramid,
 )
 
+# Left out of `make test-onednn-other`: label and quadtree arithmetic on integer maps: no
+# convolution, matmul or pooling kernel.
+pytestmark = pytest.mark.onednn_neutral
+
 CAMVID_CLASSES = 11
 
 

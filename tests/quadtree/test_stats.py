@@ -17,6 +17,10 @@ from tests.quadtree.quadtree_reference import (
     reference_table_row,
 )
 
+# Left out of `make test-onednn-other`: label statistics: no convolution, matmul or pooling
+# kernel.
+pytestmark = pytest.mark.onednn_neutral
+
 
 def test_spec_vector_statistics():
     # Leaves of the SPEC map: two 4x4 cells at level 2, seven 2x2 cells at level 1 (three of

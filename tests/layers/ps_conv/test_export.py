@@ -16,6 +16,10 @@ from tests.references import (
     tflite_outputs,
 )
 
+# Left out of `make test-onednn-other`: the portable (export) formulations, which converted models
+# run in TFLite or ONNX Runtime, not on TensorFlow's CPU kernels.
+pytestmark = pytest.mark.onednn_neutral
+
 EXPORT_CASES = [
     # (channels, strides, groups): 4 input channels per block take the masked formulation,
     # 8 the grouped convs per slot (oneDNN) or the convs per input block (no oneDNN).

@@ -71,6 +71,8 @@ def test_large_kernel_small_input_path_matches_literal_reference(formulation):
                           formulation=formulation)
 
 
+# Sets both oneDNN settings itself: `make test-onednn-other` need not run it again.
+@pytest.mark.onednn_neutral
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_each_onednn_setting_in_a_fresh_process(onednn):
     """TF_ENABLE_ONEDNN_OPTS=0 leaves TF's own CPU kernels, which cannot differentiate grouped or

@@ -2,6 +2,7 @@
 default patterns, the authors' release pattern, and the slot layout against its documented form."""
 
 import numpy as np
+import pytest
 
 from keras_structconv.layers.ps_conv import (
     PSConv2D,
@@ -10,6 +11,10 @@ from keras_structconv.layers.ps_conv import (
     slots_to_dense,
 )
 from tests.layers.ps_conv.ps_conv_references import block_dilations, slot_kernel_to_dense_loops
+
+# Left out of `make test-onednn-other`: dilation patterns and kernel layouts in NumPy: no
+# TensorFlow kernel.
+pytestmark = pytest.mark.onednn_neutral
 
 
 def test_dilation_matrix_and_default_patterns():

@@ -9,6 +9,10 @@ from keras_structconv.layers import portable_ops
 from keras_structconv.quadtree.sparse import kernel_offsets, lower_bound, neighbour_table
 from tests.quadtree.sparse.sparse_reference import random_map
 
+# Left out of `make test-onednn-other`: index search on integer coordinates: no convolution,
+# matmul or pooling kernel.
+pytestmark = pytest.mark.onednn_neutral
+
 
 @pytest.mark.parametrize("kernel_size", [3, 5])
 def test_neighbour_table_matches_brute_force(kernel_size):
