@@ -23,8 +23,10 @@ The checks:
 - forward equals `reference(layer, x)` and the gradients w.r.t. the input and every trainable
   weight equal the reference's gradients (`atol`/`rtol`, default 1e-4);
 - `get_config` names every constructor argument, `from_config` rebuilds an equal layer;
-- `.keras` save + `load_model` gives equal outputs, in this process and in a fresh subprocess
-  that only imports `keras_structconv`;
+- `.keras` save + `load_model` gives equal outputs in this process; and in a fresh subprocess
+  that only imports `keras_structconv` (`check_fresh_process_load`, which
+  `tests/test_layer_harness.py` runs once for every harness of the suite: one subprocess, one
+  TensorFlow import, instead of one per layer);
 - `model.export()` reloaded with `keras.layers.TFSMLayer(..., dtype="float32")` gives equal
   outputs, also with `None` spatial dims when `case.none_spatial`;
 - a `fit` step under `float32`, `mixed_float16` and `mixed_bfloat16` (variables stay float32,
@@ -50,6 +52,8 @@ import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+# Every `LayerHarness` subclass defined in a module imported so far, by "module.Class".
+HARNESSES = {}
 
 
 @dataclasses.dataclass
@@ -180,8 +184,8 @@ def check_config_round_trip(case):
     assert type(revived) is type(layer)
 
 
-def check_keras_save_load(case, tmp_path, fresh_process=True):
-    """`.keras` save + `load_model` gives equal outputs (also in a fresh subprocess)."""
+def check_keras_save_load(case, tmp_path):
+    """`.keras` save + `load_model` gives equal outputs."""
     model = _single_layer_model(case, case.factory())
     x = case.sample()
     expected = model(x, training=False)
@@ -189,22 +193,42 @@ def check_keras_save_load(case, tmp_path, fresh_process=True):
     model.save(path)
     loaded = keras.models.load_model(path)
     _assert_close(loaded(x, training=False), expected, case, ".keras reload")
-    if not (fresh_process and case.subprocess_load):
-        return
-    np.save(tmp_path / "x.npy", x)
-    script = textwrap.dedent(
-        f"""
-        import numpy as np, keras, keras_structconv  # noqa: F401  (registers the layers)
-        model = keras.models.load_model({str(path)!r})
-        x = np.load({str(tmp_path / "x.npy")!r})
-        np.save({str(tmp_path / "y.npy")!r}, np.asarray(model(x, training=False)))
-        """
-    )
+
+
+# Loads every file given on its command line (pairs FILE.keras FILE.npy) and writes each output
+# beside its input; it imports nothing of the package but `keras_structconv`.
+_FRESH_PROCESS_LOADER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, keras, keras_structconv  # noqa: F401  (registers the layers)
+    for model_path, input_path in zip(sys.argv[1::2], sys.argv[2::2]):
+        model = keras.models.load_model(model_path)
+        np.save(input_path.replace(".npy", "_out.npy"),
+                np.asarray(model(np.load(input_path), training=False)))
+    """
+)
+
+
+def check_fresh_process_load(cases, tmp_path):
+    """Each case's `.keras` file, loaded in one fresh subprocess that imports only
+    `keras_structconv`, gives the outputs of the model that saved it. `cases` maps a name to a
+    `LayerCase`."""
+    expected, arguments = {}, []
+    for name, case in cases.items():
+        model = _single_layer_model(case, case.factory())
+        x = case.sample()
+        expected[name] = model(x, training=False)
+        model.save(tmp_path / f"{name}.keras")
+        np.save(tmp_path / f"{name}.npy", x)
+        arguments += [str(tmp_path / f"{name}.keras"), str(tmp_path / f"{name}.npy")]
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _FRESH_PROCESS_LOADER, *arguments],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, f"fresh-process load failed:\n{result.stderr[-3000:]}"
-    _assert_close(np.load(tmp_path / "y.npy"), expected, case, ".keras reload in a fresh process")
+    for name, case in cases.items():
+        _assert_close(np.load(tmp_path / f"{name}_out.npy"), expected[name], case,
+                      f"{name}: .keras reload in a fresh process")
 
 
 def check_export(case, tmp_path):
@@ -318,6 +342,10 @@ class LayerHarness:
     """Subclass with `case = LayerCase(...)`; pytest collects one test per check."""
 
     case: LayerCase
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        HARNESSES[f"{cls.__module__}.{cls.__name__}"] = cls
 
     def test_reference(self):
         if self.case.reference is None:

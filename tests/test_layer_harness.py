@@ -1,15 +1,21 @@
 """The harness must pass a correct layer and catch broken ones (wrong config, wrong gradient)."""
 
+import importlib
+import re
+
 import keras
 import pytest
 import tensorflow as tf
 
+from tests.conftest import REPO
 from tests.layer_harness import (
+    HARNESSES,
     LayerCase,
     LayerHarness,
     check_batch_size_one,
     check_config_round_trip,
     check_fit_step,
+    check_fresh_process_load,
     check_keras_save_load,
     check_overfit,
     check_reference,
@@ -112,3 +118,34 @@ def test_catches_weights_that_do_not_train():
 def test_catches_layer_that_cannot_learn():
     with pytest.raises(AssertionError, match="training accuracy"):
         check_overfit(toy_case(SignalDroppingScale), steps=40)
+
+
+def _harness_classes_in_the_suite():
+    """"module.Class" of every `class TestX(LayerHarness):` written in a test module."""
+    found = set()
+    for path in (REPO / "tests").rglob("test_*.py"):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for name in re.findall(r"^class (\w+)\(LayerHarness\):", path.read_text(), re.M):
+            found.add(f"{module}.{name}")
+    return found
+
+
+def test_every_harness_layer_loads_in_one_fresh_process(tmp_path):
+    """The fresh-process half of the `.keras` check, for all the suite's harnesses at once."""
+    classes = _harness_classes_in_the_suite()
+    for name in classes:
+        importlib.import_module(name.rsplit(".", 1)[0])  # registers its harness
+    assert set(HARNESSES) == classes
+    cases = {
+        name.rsplit(".", 1)[1]: harness.case
+        for name, harness in sorted(HARNESSES.items())
+        if harness.case.subprocess_load
+    }
+    assert len(cases) == len(classes) - 1  # all but the toy layer, which only this module knows
+    check_fresh_process_load(cases, tmp_path)
+
+
+def test_fresh_process_load_catches_a_layer_the_package_does_not_register(tmp_path):
+    # ChannelScale is registered by tests/toy_factories.py, which the subprocess never imports.
+    with pytest.raises(AssertionError, match="fresh-process load failed"):
+        check_fresh_process_load({"toy": toy_case(ChannelScale)}, tmp_path)
