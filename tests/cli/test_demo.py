@@ -97,10 +97,18 @@ def test_zoo_part_loads_published_models_by_handle_and_checks_their_accuracy(
     assert demo_command.show_zoo() is True
     out = capsys.readouterr().out
     assert "keras_structconv/resnet20_cifar10/1" in out and "baseline" in out
-    assert "+0.0 points vs the baseline" in out and out.count(": OK") == 2
+    assert "+0.0 points vs the baseline on these images" in out and out.count(": OK") == 2
 
     # A model whose metadata reports another accuracy fails the demo's check.
     hub.publish(tmp_path / "tiny.keras", name="tam_resnet20_cifar10", version=1,
                 out_dir=hub_folder, metrics={"embedded_test_top1": accuracy + 0.05})
     assert demo_command.show_zoo() is False
     assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_zoo_comparison_uses_the_full_test_set_when_the_metadata_gives_it():
+    line = demo_command.versus_baseline(0.848, {"top1": 0.8413}, 0.832, {"top1": 0.8445})
+    assert line == "  full test set: 84.13% vs the baseline's 84.45% (-0.32 points)"
+    # Without both full-test figures, the difference on the embedded images, labelled as such.
+    line = demo_command.versus_baseline(0.848, {"top1": 0.8413}, 0.832, {})
+    assert line == "  +1.6 points vs the baseline on these images"
