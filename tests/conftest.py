@@ -51,7 +51,10 @@ def camvid_dir():
 def _float32_policy_and_fresh_names():
     """Every test starts under float32 with fresh layer names, whatever the previous one did."""
     keras.mixed_precision.set_global_policy("float32")
-    keras.backend.clear_session()
+    # Without the full garbage collection `clear_session` runs by default: in a process that has
+    # built hundreds of models it takes 0.3-1 s, a quarter of the suite's time when run before
+    # every test (measured: 338 s of the 1,382 s of test time). Python's own collector still runs.
+    keras.backend.clear_session(free_memory=False)
     yield
     keras.mixed_precision.set_global_policy("float32")
 
