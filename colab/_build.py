@@ -2,7 +2,7 @@
 
     python colab/_build.py            # rewrite every notebook from its source
     python colab/_build.py --check    # exit 1 if a notebook differs from what its source gives
-    python colab/_build.py --badges   # print the README lines with "Open in Colab" badges
+    python colab/_build.py --badges OWNER/NAME   # write the "Open in Colab" badges into README.md
 
 Each source `colab/_cells/NAME.py` is a Python file in the "percent" format (as jupytext writes
 it): `# %% [markdown]` starts a Markdown cell whose lines are comments (`# ` + Markdown, `#` for a
@@ -32,9 +32,12 @@ SETUP_LINE = re.compile(r"^# %% \[setup\] (?P<extras>\S+)[ \t]*$", re.MULTILINE)
 # cell installs the extras when one of these modules is missing.
 EXTRA_MODULES = {"tuning": "keras_tuner", "viz": "matplotlib"}
 
-# Placeholder: the public GitHub repository ("owner/name") the badges point to. Not known yet;
-# set it here (the only place) before printing the badges.
-COLAB_REPO = "OWNER/REPO"
+# "Open in Colab" badges: Colab opens a notebook from a public GitHub repository, so the badges
+# need its "owner/name"; they are written between these two lines of colab/README.md.
+README = HERE / "README.md"
+BADGES_START = "<!-- colab-badges:start -->"
+BADGES_END = "<!-- colab-badges:end -->"
+REPO_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 COLAB_URL = "https://colab.research.google.com/github/{repo}/blob/main/colab/{name}.ipynb"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
@@ -138,8 +141,16 @@ def notebook_title(text):
     return ""
 
 
-def badge_lines(repo=COLAB_REPO):
-    """Markdown lines: one "Open in Colab" badge per notebook, with its title."""
+def badge_lines(repo):
+    """Markdown lines: one "Open in Colab" badge per notebook, with its title.
+
+    `repo` is the public GitHub repository ("owner/name") whose `main` branch holds `colab/`.
+    """
+    if not isinstance(repo, str) or not REPO_PATTERN.match(repo) or repo.endswith((".", ".git")):
+        raise ValueError(
+            "`repo` must be a GitHub repository as owner/name (e.g. keras-team/keras). "
+            f"Received: repo={repo!r}"
+        )
     lines = []
     for source in notebook_sources():
         url = COLAB_URL.format(repo=repo, name=source.stem)
@@ -148,13 +159,35 @@ def badge_lines(repo=COLAB_REPO):
     return lines
 
 
+def with_badges(readme_text, lines):
+    """`readme_text` with the lines between the badge markers replaced by `lines`."""
+    start, end = readme_text.find(BADGES_START), readme_text.find(BADGES_END)
+    if start < 0 or end < start or readme_text.count(BADGES_START) != 1:
+        raise ValueError(
+            f"The README needs one {BADGES_START!r} line followed by one {BADGES_END!r} line. "
+            f"Received: start marker at {start}, end marker at {end}"
+        )
+    head = readme_text[: start + len(BADGES_START)]
+    return head + "\n" + "\n".join(lines) + "\n" + readme_text[end:]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
-    parser.add_argument("--badges", action="store_true", help="print the badge lines and exit")
+    parser.add_argument(
+        "--badges", metavar="OWNER/NAME",
+        help="write the 'Open in Colab' badges of the public GitHub repository OWNER/NAME "
+        "into colab/README.md (with --check: only compare)",
+    )
     args = parser.parse_args(argv)
     if args.badges:
-        print("\n".join(badge_lines()))
+        current = README.read_text(encoding="utf-8")
+        text = with_badges(current, badge_lines(args.badges))
+        if args.check:
+            print("badges " + ("up to date" if text == current else "out of date"))
+            return 0 if text == current else 1
+        README.write_text(text, encoding="utf-8")
+        print(f"badges for {args.badges} written to {README.relative_to(HERE.parent)}")
         return 0
     stale = []
     for source in notebook_sources():

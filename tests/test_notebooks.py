@@ -19,6 +19,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -187,6 +188,38 @@ def test_install_cell_asks_for_the_url_when_missing(path, tmp_path):
     assert result.returncode != 0
     assert "RuntimeError: Not installed: keras_structconv, " in result.stderr
     assert "Set KERAS_STRUCTCONV_GIT_URL above" in result.stderr
+
+
+def test_badges_link_every_notebook_of_the_repository_and_keep_the_readme_around_them():
+    build = _load_build_script()
+    lines = build.badge_lines("acme/keras_structconv")
+    assert len(lines) == len(NOTEBOOKS)
+    for line, path in zip(lines, NOTEBOOKS, strict=True):
+        url = (f"https://colab.research.google.com/github/acme/keras_structconv/blob/main/"
+               f"colab/{path.stem}.ipynb")
+        assert f"]({url})" in line and line.startswith("- [![Open In Colab]")
+    readme = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
+    written = build.with_badges(readme, lines)
+    start, end = build.BADGES_START, build.BADGES_END
+    assert written.split(start)[0] == readme.split(start)[0]
+    assert written.split(end)[1] == readme.split(end)[1]
+    assert written.split(start)[1].split(end)[0] == "\n" + "\n".join(lines) + "\n"
+    assert build.with_badges(written, lines) == written  # writing again changes nothing
+
+
+@pytest.mark.parametrize("repo", ["keras_structconv", "OWNER/", "a/b/c", "-x/y", "a/b.git", None])
+def test_badges_refuse_what_is_not_owner_slash_name(repo):
+    build = _load_build_script()
+    with pytest.raises(ValueError, match=re.escape(f"Received: repo={repo!r}")):
+        build.badge_lines(repo)
+
+
+def test_badges_need_both_markers_once():
+    build = _load_build_script()
+    for text in ("no markers", f"{build.BADGES_END}\n{build.BADGES_START}",
+                 f"{build.BADGES_START}\n{build.BADGES_START}\n{build.BADGES_END}"):
+        with pytest.raises(ValueError, match="Received: start marker at"):
+            build.with_badges(text, ["- badge"])
 
 
 def test_split_cells_reads_markers():
