@@ -73,4 +73,5 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run --all
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check keras_structconv tests benchmarks zoo tools setup.py
+	@# colab/_cells/ are notebook sources (Markdown as comments, a template): not linted as Python.
+	$(VENV)/bin/ruff check keras_structconv tests benchmarks zoo tools setup.py colab/_build.py
