@@ -162,7 +162,8 @@ def badge_lines(repo):
 def with_badges(readme_text, lines):
     """`readme_text` with the lines between the badge markers replaced by `lines`."""
     start, end = readme_text.find(BADGES_START), readme_text.find(BADGES_END)
-    if start < 0 or end < start or readme_text.count(BADGES_START) != 1:
+    once = readme_text.count(BADGES_START) == readme_text.count(BADGES_END) == 1
+    if start < 0 or end < start or not once:
         raise ValueError(
             f"The README needs one {BADGES_START!r} line followed by one {BADGES_END!r} line. "
             f"Received: start marker at {start}, end marker at {end}"

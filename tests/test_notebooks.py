@@ -217,7 +217,8 @@ def test_badges_refuse_what_is_not_owner_slash_name(repo):
 def test_badges_need_both_markers_once():
     build = _load_build_script()
     for text in ("no markers", f"{build.BADGES_END}\n{build.BADGES_START}",
-                 f"{build.BADGES_START}\n{build.BADGES_START}\n{build.BADGES_END}"):
+                 f"{build.BADGES_START}\n{build.BADGES_START}\n{build.BADGES_END}",
+                 f"{build.BADGES_START}\n{build.BADGES_END}\n{build.BADGES_END}"):
         with pytest.raises(ValueError, match="Received: start marker at"):
             build.with_badges(text, ["- badge"])
 
