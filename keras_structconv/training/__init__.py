@@ -1,7 +1,8 @@
 """Training helpers: resumable `fit` runs, the zoo's CIFAR-10 recipe, `tf.distribute`.
 
 - `callbacks`: `TrainingClock` (training time across resumed sessions), `TimedCheckpoint`,
-  `ProgressCSVLogger`, `GracefulStop` (SIGTERM / time budget).
+  `ProgressCSVLogger`, `GracefulStop` (SIGTERM / time budget), `EpochCompletion` (whether an
+  ending epoch ran all its steps).
 - `schedules`: `poly_decay_sgd` (QGN's polynomial decay), `current_learning_rate`, `epochs_for`.
 - `cifar`: the one CIFAR-10 recipe of the zoo (model with its own standardisation, SGD Nesterov,
   warm-up + cosine, decoupled weight decay on kernels only, a data stream resumable at any epoch).
@@ -17,6 +18,7 @@ See `zoo/cifar10/train.py` and `zoo/qgn_camvid/train.py` for complete resumable 
 
 from keras_structconv.training import callbacks, cifar, distribute, run_options, schedules
 from keras_structconv.training.callbacks import (
+    EpochCompletion,
     GracefulStop,
     ProgressCSVLogger,
     TimedCheckpoint,
@@ -39,6 +41,7 @@ from keras_structconv.training.schedules import current_learning_rate, epochs_fo
 __all__ = [
     "STRATEGIES",
     "ChiefBackupAndRestore",
+    "EpochCompletion",
     "GracefulStop",
     "ProgressCSVLogger",
     "TimedCheckpoint",

@@ -11,10 +11,15 @@
 - `GracefulStop`: stops `fit` cleanly on SIGTERM/SIGINT (at the end of the current step) or once
   a time budget is spent (at the end of the epoch, right after the epoch's backup, so nothing is
   lost).
+- `EpochCompletion`: whether the epoch `fit` just ended ran all its steps. Keras calls
+  `on_epoch_end` for an epoch cut short by a stop too; the per-epoch writers here (the clock's
+  completed time, the epoch log, `ChiefBackupAndRestore`) leave such an epoch out, so that a
+  resumed run redoes it instead of skipping its remaining steps.
 
-Use with `keras.callbacks.BackupAndRestore` (per-epoch backups, `delete_checkpoint=False`): put
-the backup callback before `TrainingClock` so that the clock's state is written after the backup
-it describes. See `zoo/qgn_camvid/train.py` and `zoo/cifar10/train.py`.
+Use with `keras_structconv.training.ChiefBackupAndRestore` (per-epoch backups,
+`delete_checkpoint=False`; Keras' own `BackupAndRestore` would back up a partial epoch as done):
+put the backup callback before `TrainingClock` so that the clock's state is written after the
+backup it describes. See `zoo/qgn_camvid/train.py` and `zoo/cifar10/train.py`.
 """
 
 import csv
@@ -30,6 +35,7 @@ import numpy as np
 from keras_structconv.training.schedules import current_learning_rate
 
 __all__ = [
+    "EpochCompletion",
     "GracefulStop",
     "ProgressCSVLogger",
     "TimedCheckpoint",
@@ -45,6 +51,59 @@ def write_json_atomically(path, data):
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
     os.replace(temporary, path)
+
+
+class EpochCompletion:
+    """Tells a callback whether the epoch `fit` just ended ran all its steps.
+
+    Keras' `fit` calls `on_epoch_end` also when a callback stopped it in the middle of an epoch
+    (`model.stop_training` set at a step end, as `GracefulStop` does on a signal). Whatever a
+    callback writes as "epoch done" then (a backup, a completed time, a log row) describes a
+    partial epoch, and a run resumed from it skips the epoch's remaining steps. The owning
+    callback calls `epoch_begin()` and `step_end(batch)` from its hooks and asks `completed(...)`
+    in `on_epoch_end`.
+
+    The epoch's length is `fit`'s `params["steps"]`. When it is unknown (a dataset of unknown
+    cardinality runs until exhausted), an epoch counts as complete unless `fit` was told to stop,
+    which also leaves out an epoch stopped at its end by an earlier callback (one backup behind,
+    never one ahead).
+
+    Example:
+
+    ```python
+    class EpochLog(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = EpochCompletion()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.epoch_begin()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.epochs.step_end(batch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.epochs.completed(self.params, self.model):
+                print("epoch", epoch, "done")
+    ```
+    """
+
+    def __init__(self):
+        self._last_batch = None
+
+    def epoch_begin(self):
+        self._last_batch = None
+
+    def step_end(self, batch):
+        # `batch` is the index of the last step run (with steps_per_execution > 1, the last of
+        # the group).
+        self._last_batch = int(batch)
+
+    def completed(self, params, model) -> bool:
+        steps = (params or {}).get("steps")
+        if steps is None:
+            return not model.stop_training
+        return self._last_batch is not None and self._last_batch + 1 >= steps
 
 
 class TrainingClock(keras.callbacks.Callback):
@@ -71,7 +130,7 @@ class TrainingClock(keras.callbacks.Callback):
 
     ```python
     clock = TrainingClock("run/state.json")
-    model.fit(dataset, epochs=10, callbacks=[keras.callbacks.BackupAndRestore("run/backup"), clock])
+    model.fit(dataset, epochs=10, callbacks=[ChiefBackupAndRestore("run/backup"), clock])
     print(TrainingClock.read_state("run/state.json")["train_seconds"])
     ```
     """
@@ -93,6 +152,7 @@ class TrainingClock(keras.callbacks.Callback):
         self._started = self._cpu_started = None
         self._base_train = self._base_all = self._base_train_cpu = self._base_all_cpu = 0.0
         self._start_step = 0
+        self._epochs = EpochCompletion()
 
     @staticmethod
     def read_state(state_path):
@@ -135,7 +195,11 @@ class TrainingClock(keras.callbacks.Callback):
         self.state["finished"] = False
         self._save()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epochs.epoch_begin()
+
     def on_train_batch_end(self, batch, logs=None):
+        self._epochs.step_end(batch)
         if self.clock() - self._last_session_save >= self.session_save_seconds:
             self._update()
             self._save()
@@ -155,6 +219,11 @@ class TrainingClock(keras.callbacks.Callback):
         write_json_atomically(self.state_path, self.state)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._epochs.completed(self.params, self.model):
+            # A partial epoch (a stop mid-epoch) is redone on resume: only the session counts it.
+            self._update()
+            self._save()
+            return
         self.state["train_seconds"] = self.elapsed()
         self.state["train_cpu_seconds"] = self.elapsed_cpu()
         self.state["epochs_done"] = epoch + 1
@@ -253,6 +322,7 @@ class ProgressCSVLogger(keras.callbacks.Callback):
         self._epoch = 0
         self._keys = None
         self._session_start = None
+        self._epochs = EpochCompletion()
 
     def on_train_begin(self, logs=None):
         self._session_start = time.monotonic()
@@ -263,14 +333,17 @@ class ProgressCSVLogger(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epochs.epoch_begin()
 
     def on_train_batch_end(self, batch, logs=None):
+        self._epochs.step_end(batch)
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         if self.every != "epoch" and step % self.every == 0:
             self._log(step, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every == "epoch":
+        # A partial epoch (a stop mid-epoch) gets no row: the resumed run redoes it and logs it.
+        if self.every == "epoch" and self._epochs.completed(self.params, self.model):
             self._log(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)), logs)
 
     def _log(self, step, logs):

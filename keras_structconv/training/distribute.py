@@ -7,7 +7,8 @@
 - `shard_by_data(dataset)`: auto-shard policy `DATA` (see its docstring for why).
 - `is_chief(strategy)`: whether this process writes checkpoints, logs and results.
 - `ChiefBackupAndRestore`: `keras.callbacks.BackupAndRestore` for several workers: every worker
-  restores from the chief's backup, only the chief writes it; `restored_epoch(backup_dir)`: the
+  restores from the chief's backup, only the chief writes it, and only after a complete epoch
+  (a run stopped mid-epoch redoes that epoch); `restored_epoch(backup_dir)`: the
   epoch a resumed run starts at (to start its data stream there).
 - `prepare_fit(model, dataset)`: what Keras 3's `fit` needs under `MultiWorkerMirroredStrategy`.
 
@@ -38,6 +39,7 @@ import keras
 import tensorflow as tf
 
 from keras_structconv import _internals, _validation
+from keras_structconv.training.callbacks import EpochCompletion
 
 __all__ = [
     "STRATEGIES",
@@ -151,13 +153,20 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` where only the chief writes the backup.
+    """`keras.callbacks.BackupAndRestore` where only the chief writes the backup, and only
+    after a complete epoch.
 
     Keras 3's callback has no multi-worker logic: every worker would write the same files into
     `backup_dir` at every epoch end (racing on a shared filesystem). Here every worker restores
     from the chief's backup at the start of `fit` (so all resume with the same weights, optimizer
     state and epoch; `backup_dir` must be readable by every worker, e.g. on a shared filesystem)
     and only the chief writes and deletes it.
+
+    Keras' callback also backs up an epoch that a stop cut short (`on_epoch_end` runs for it):
+    the backup then records the epoch as done, and the resumed run skips its remaining steps. A
+    per-epoch backup here is written only when the epoch ran all its steps (`EpochCompletion`),
+    so a run stopped mid-epoch resumes from the previous epoch's end and redoes the epoch. Use it
+    for single-process runs too (`chief=True`, the default).
 
     Args:
         backup_dir: the chief's backup folder.
@@ -175,14 +184,19 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir, chief: bool = True, **kwargs):
         super().__init__(backup_dir, **kwargs)
         self.chief = bool(chief)
+        self._epochs = EpochCompletion()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epochs.epoch_begin()
 
     # Every write of the parent happens in these three hooks; a non-chief worker skips them
     # (its restore, in on_train_begin, is inherited).
     def on_epoch_end(self, epoch, logs=None):
-        if self.chief:
+        if self.chief and self._epochs.completed(self.params, self.model):
             super().on_epoch_end(epoch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._epochs.step_end(batch)
         if self.chief:
             super().on_train_batch_end(batch, logs)
 

@@ -194,3 +194,85 @@ def test_graceful_stop_on_budget_and_on_signal():
     assert int(model.optimizer.iterations.numpy()) == 2  # stopped right after that step
     assert stop.reason == "signal SIGTERM"
     assert signal.getsignal(signal.SIGTERM) == previous
+
+
+class KillAt(keras.callbacks.Callback):
+    """Sends this process SIGTERM at the end of step `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self._current = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self._current, batch) == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_callbacks(run_dir):
+    """The zoo's callbacks, in the zoo's order: backup, clock, epoch log."""
+    clock = training.TrainingClock(run_dir / "state.json")
+    return [
+        training.ChiefBackupAndRestore(run_dir / "backup", delete_checkpoint=False),
+        clock,
+        training.ProgressCSVLogger(run_dir / "epochs.csv", every="epoch", clock=clock),
+    ]
+
+
+def test_a_signal_mid_epoch_leaves_that_epoch_out_and_the_resumed_run_redoes_it(tmp_path):
+    # 8 different samples, batch 2, no shuffling: 4 different steps an epoch, the same each
+    # epoch, so a resumed run that skipped steps would end with other weights.
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype("float32")
+    y = np.random.default_rng(1).standard_normal((8, 2)).astype("float32")
+    fit = dict(batch_size=2, epochs=3, verbose=0, shuffle=False)
+    uninterrupted = tiny_model()
+    uninterrupted.fit(x, y, **fit)
+
+    run = tmp_path / "run"
+    model = tiny_model()
+    stop = training.GracefulStop()
+    # SIGTERM after the second step of the second epoch: 6 steps done, 4 of them in full epochs.
+    model.fit(x, y, **fit, callbacks=[*run_callbacks(run), KillAt(1, 1), stop])
+    assert stop.reason == "signal SIGTERM" and int(model.optimizer.iterations.numpy()) == 6
+    metadata = json.loads((run / "backup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 1  # the backup is epoch 1's end, not the partial epoch 2
+    state = json.loads((run / "state.json").read_text())
+    assert state["epochs_done"] == 1 and state["steps_done"] == 4
+    assert state["sessions"][-1]["end_step"] == 6  # the session itself still counts its work
+    with (run / "epochs.csv").open() as handle:
+        assert [row["step"] for row in csv.DictReader(handle)] == ["4"]
+
+    keras.backend.clear_session(free_memory=False)
+    resumed = tiny_model()
+    resumed.fit(x, y, **fit, callbacks=run_callbacks(run))
+    assert int(resumed.optimizer.iterations.numpy()) == 12
+    for got, expected in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    with (run / "epochs.csv").open() as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
+    assert json.loads((run / "state.json").read_text())["steps_done"] == 12
+
+
+def test_a_dataset_of_unknown_length_backs_up_full_epochs_only(tmp_path):
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype("float32")
+    y = np.zeros((8, 2), "float32")
+    # `filter` hides the cardinality: `fit` learns the epoch length only by exhausting it.
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(2)
+    assert int(dataset.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+
+    def backed_up_epoch(run, extra):
+        model = tiny_model()
+        model.fit(dataset, epochs=3, verbose=0, shuffle=False,
+                  callbacks=[*run_callbacks(run), *extra])
+        return training.restored_epoch(run / "backup")
+
+    assert backed_up_epoch(tmp_path / "full", []) == 3
+    # A stop in the first epoch, whose length `fit` does not know yet, and in the second.
+    for epoch in (0, 1):
+        stopped = backed_up_epoch(tmp_path / f"stopped{epoch}", [KillAt(epoch, 1),
+                                                                 training.GracefulStop()])
+        assert stopped == epoch

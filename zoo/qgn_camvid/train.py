@@ -20,7 +20,7 @@ Recipe (QGN appendix, unless marked ours):
 RUN_DIR contents:
 - config.json: the run's options; state.json: training time accumulated across sessions
   (`train_seconds`, `all_sessions_seconds`), sessions, steps done, `finished`;
-- backup/: `keras.callbacks.BackupAndRestore` state (weights, optimizer, epoch), every epoch;
+- backup/: `training.ChiefBackupAndRestore` state (weights, optimizer, epoch), every epoch;
 - checkpoint.keras: the whole model, every --checkpoint-minutes (default 10) and at the end of
   every session; qgn_camvid.keras: the final model, written when the last step is done;
 - epochs.csv (one row per epoch), progress.csv (one row every --log-every steps).
@@ -200,7 +200,7 @@ def train(args):
         None if args.time_budget_minutes is None else 60 * args.time_budget_minutes
     )
     callbacks = [
-        keras.callbacks.BackupAndRestore(run_dir / "backup", delete_checkpoint=False),
+        training.ChiefBackupAndRestore(run_dir / "backup", delete_checkpoint=False),
         clock,  # after the backup: its state describes the backup just written
         training.ProgressCSVLogger(run_dir / "epochs.csv", every="epoch", clock=clock),
         training.ProgressCSVLogger(run_dir / "progress.csv", every=args.log_every, clock=clock),
