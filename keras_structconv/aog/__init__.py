@@ -1,4 +1,4 @@
-"""The AND-OR grammar (AOG) of an AOG building block (AOGNets, Li, Song, Wu, Xue, CVPR 2019,
+"""The AND-OR grammar (AOG) of an AOG building block (AOGNets, Li, Song, Wu, CVPR 2019,
 Section 3 and Algorithm 1).
 
 - `grammar`: the definition: `build_grammar`, `AOGGrammar`, `Node`, node kinds;

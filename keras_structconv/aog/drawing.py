@@ -1,6 +1,6 @@
 """Drawing an AND-OR grammar: Graphviz DOT text, and a picture via Graphviz or matplotlib.
 
-The grammar of Section 3 of the AOGNet paper (Li, Song, Wu, Xue, CVPR 2019, arXiv:1711.05847;
+The grammar of Section 3 of the AOGNet paper (Li, Song, Wu, CVPR 2019, arXiv:1711.05847;
 compare its Fig. 1) as a picture: Terminal, AND and OR nodes get distinct shapes and colours,
 lateral edges are dashed, and rows run top to bottom by interval length, so a node sits above the
 nodes its interval decomposes into.

@@ -1,6 +1,6 @@
 """The AND-OR grammar (AOG) of an AOG building block: construction, pruning, laterals.
 
-Reference: Li, Song, Wu, Xue, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
+Reference: Li, Song, Wu, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
 CVPR 2019 (arXiv:1711.05847), Section 3 and Algorithm 1.
 
 Definition. The channels of a feature map are split into a "sentence" of `N` primitives (words)

@@ -1,6 +1,6 @@
 """AOGBlock: the AND-OR grammar building block of AOGNets.
 
-Reference: Li, Song, Wu, Xue, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
+Reference: Li, Song, Wu, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
 CVPR 2019 (arXiv:1711.05847), Sections 3.1-3.2 and 4.1. The grammar itself (nodes, pruning,
 laterals, npaths) lives in `keras_structconv.aog`.
 

@@ -1,6 +1,6 @@
 """AOGNets: networks of AND-OR grammar building blocks (ImageNet 12M / 40M and a CIFAR model).
 
-Reference: Li, Song, Wu, Xue, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
+Reference: Li, Song, Wu, "AOGNets: Compositional Grammatical Architectures for Deep Learning",
 CVPR 2019 (arXiv:1711.05847), Section 4 and Table 1; architecture details read off the authors'
 released code.
 

@@ -32,8 +32,10 @@ DATA = "CIFAR-10 training set (Krizhevsky, 2009), 50,000 images; the npz copy of
 PAPERS = (
     ("ps_", "PSConv: Squeezing Feature Pyramid into One Compact Poly-Scale Convolutional Layer "
             "(Li, Yao, Chen, ECCV 2020)"),
-    ("tree_", "Tree convolution (TreeConv)"),
-    ("tam_", "Tree-structured Attention Module for Image Classification"),
+    ("tree_", "Grammatically Recognizing Images with Tree Convolution "
+              "(Wang, Wang, Wang, Liang, Lin, KDD 2020)"),
+    ("tam_", "Tree-structured Attention Module for Image Classification "
+             "(anonymous ICLR 2020 submission)"),
     ("aognet", "AOGNets: Compositional Grammatical Architectures for Deep Learning "
                "(Li, Song, Wu, CVPR 2019)"),
     ("", "Deep Residual Learning for Image Recognition (He, Zhang, Ren, Sun, CVPR 2016)"),
