@@ -75,6 +75,18 @@ def test_allocator_peak_counts_a_known_allocation():
     assert np.isfinite(memory.peak_bytes)
 
 
+def test_allocator_peak_ignores_what_the_process_peaked_at_before_the_block():
+    # A 64 MiB peak before the block (freed again), then a block that allocates 4 MiB: TensorFlow
+    # keeps the process's peak until it is reset, which must not count as the block's.
+    before = tf.zeros((64 * 2**20 // 4,), tf.float32) + 1.0
+    float(tf.reduce_sum(before))
+    del before
+    with runtime.AllocatorPeak() as memory:
+        tensor = tf.zeros((4 * 2**20 // 4,), tf.float32) + 1.0
+        float(tf.reduce_sum(tensor))
+    assert 4 * 2**20 <= memory.peak_bytes < 32 * 2**20
+
+
 def test_allocator_peak_says_how_to_enable_statistics_when_off():
     # TensorFlow's default CPU allocator keeps no statistics without oneDNN; a fresh process is
     # needed because both settings are read once, when TensorFlow is imported.

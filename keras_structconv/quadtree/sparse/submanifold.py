@@ -83,7 +83,12 @@ def submanifold_conv(features, kernel, neighbours):
 
     @tf.custom_gradient
     def conv(x, w):
-        w = tf.reshape(w, [num_taps, in_channels, filters])
+        # An eager GradientTape also records the ops run inside a custom gradient's forward
+        # function, keeping their inputs (every gathered tap) alive until the tape is freed,
+        # though the custom gradient never uses them; from `stop_gradient` copies it records
+        # nothing. (Traced functions are not affected.)
+        x = tf.stop_gradient(x)
+        w = tf.reshape(tf.stop_gradient(w), [num_taps, in_channels, filters])
         outputs = _accumulate_taps(x, taps, w, center, transpose=False)
 
         def grad(upstream):

@@ -43,7 +43,12 @@ def test_submanifold_conv_values_and_gradients(kernel_size, use_bias):
     for ours_w, ref_w in zip(weight_grads, ref_grads[1:], strict=True):
         assert_close(ours_w, ref_w, what="d/d weights")
 
-def test_submanifold_conv_backward_does_not_keep_gathered_taps():
+# Keeping the gathered [N, 9, C] block is 9 maps of [N, C], 12 with the output and the two
+# gradients. A traced step needs ~7 (output, gradients, per-tap temporaries), an eager one ~8-9.5
+# (the tape and its temporaries are freed later); gathering all taps at once needs ~27, and so did
+# an eager tape that recorded the forward's gathers.
+@pytest.mark.parametrize("mode, bound_in_maps", [("traced", 9), ("eager", 12)])
+def test_submanifold_conv_backward_does_not_keep_gathered_taps(mode, bound_in_maps):
     """Peak memory of forward+backward stays well below the [N, K*K, C] gathered block."""
     n, channels = 40_000, 32
     rng = np.random.default_rng(3)
@@ -56,19 +61,23 @@ def test_submanifold_conv_backward_does_not_keep_gathered_taps():
     layer.build((None, channels))
     layer.kernel.assign(kernel)
 
-    @tf.function
     def step(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(tf.square(layer(x, table)))
         return tape.gradient(loss, [x, layer.kernel])
 
+    if mode == "traced":
+        step = tf.function(step)
     step(features)
-    with AllocatorPeak() as memory:
-        grads = step(features)
-        grads[0].numpy()
-    peak = memory.peak_bytes
+    # The allocator's peak over identical steps varies with the executor's timing (7.0 to 9.5
+    # maps observed for a traced step, the higher ones on a loaded machine): the least of three
+    # is the step's need.
+    peaks = []
+    for _ in range(3):
+        with AllocatorPeak() as memory:
+            grads = step(features)
+            grads[0].numpy()
+        peaks.append(memory.peak_bytes)
     one_map = n * channels * 4
-    # Keeping the gathered [N, 9, C] block alone is 9 maps of [N, C]. Ours peaks at ~7 (output,
-    # gradients and per-tap temporaries); gathering all taps at once peaks at ~27.
-    assert peak < 9 * one_map, f"peak {peak / one_map:.1f} x [N, C]"
+    assert min(peaks) < bound_in_maps * one_map, [f"{p / one_map:.1f} x [N, C]" for p in peaks]
