@@ -9,11 +9,17 @@ bottlenecks, so CPU op overhead may eat the FLOP advantage). Rows:
 - one SGD train step at batch 8, 224x224.
 
 `--quick` swaps in 64x64 inputs and batch 2 (the models are still the full-size ones).
+
+Since 2026-12-06 the ResNet-50 has our `BatchNormalization` in place of Keras' (a clone, same
+weights and math): AOGNet's builders use ours, whose fused training kernel would otherwise make
+the train-step row compare BatchNorm implementations as well as architectures. Rows recorded
+before that date compare against Keras' BatchNorm.
 """
 
 import keras
 
 from benchmarks.runner import register
+from keras_structconv.layers import BatchNormalization
 from keras_structconv.models import AOGNet12M
 
 
@@ -22,7 +28,17 @@ def _aognet12m(size):
 
 
 def _resnet50(size):
-    return keras.applications.ResNet50(weights=None, input_shape=(size, size, 3))
+    """keras.applications' ResNet-50 with our BatchNormalization, as AOGNet's builders have."""
+    model = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3))
+
+    def ours_for_keras_batch_norm(layer):
+        if type(layer) is keras.layers.BatchNormalization:
+            return BatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    clone = keras.models.clone_model(model, clone_function=ours_for_keras_batch_norm)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 @register("aognet", description="AOGNet-12M vs ResNet-50: inference images/s, train step")

@@ -47,6 +47,7 @@ import keras
 
 from keras_structconv import _validation, aog
 from keras_structconv.layers._defaults import BN_EPSILON, BN_MOMENTUM, distinct_initializer
+from keras_structconv.layers.batch_normalization import BatchNormalization
 
 __all__ = ["AOGBlock", "AOGNodeOp", "bottleneck_width", "channel_slices", "near_equal_sizes"]
 
@@ -115,7 +116,7 @@ class AOGNodeOp(keras.layers.Layer):
             )
 
         def norm(name):
-            return keras.layers.BatchNormalization(
+            return BatchNormalization(
                 momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=self.dtype_policy
             )
 
@@ -280,7 +281,7 @@ class AOGBlock(keras.layers.Layer):
             )
             op.build(spatial + (in_width,))
             self.node_ops.append(op)
-        self.output_bn = keras.layers.BatchNormalization(
+        self.output_bn = BatchNormalization(
             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="output_bn", dtype=self.dtype_policy
         )
         self.output_bn.build(spatial + (self.filters,))

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from keras_structconv.layers._defaults import BN_EPSILON, BN_MOMENTUM, he_normal_fan_out
+from keras_structconv.layers.batch_normalization import BatchNormalization
 from keras_structconv.layers.conv_factory import folds_zero_padding
 from keras_structconv.layers.grouped_conv import GroupedConv2D
 
@@ -79,7 +80,7 @@ def classifier_head(x, include_top, pooling, classes, classifier_activation):
 
 
 def batch_norm(x, name):
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
 
 
 def imagenet_stem(image, filters=64):

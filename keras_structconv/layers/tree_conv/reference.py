@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_structconv.layers import _conv_ops
 from keras_structconv.layers._defaults import BN_EPSILON, BN_MOMENTUM
+from keras_structconv.layers.batch_normalization import BatchNormalization
 from keras_structconv.layers.tree_conv import geometry, kernels
 from keras_structconv.layers.tree_conv.layer import TreeConv2D
 
@@ -118,7 +119,7 @@ class ReferenceTreeConv2D(TreeConv2D):
         return self.depth + 2
 
     def _batch_norm(self, name, channels):
-        norm = keras.layers.BatchNormalization(
+        norm = BatchNormalization(
             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=self.dtype_policy
         )
         norm.build((None, None, None, channels))
