@@ -98,7 +98,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
         )
 
     def get_config(self):
-        return {**super().get_config(), "fused": self.fused}
+        config = super().get_config()
+        # Only when not the default: the config of a default layer is Keras' own, so a `.keras`
+        # file loads with `custom_objects` mapping this class to `keras.layers.BatchNormalization`.
+        if not self.fused:
+            config["fused"] = False
+        return config
 
     def _update_moving_statistics(self, mean, variance):
         """Keras' update: `moving = momentum * moving + (1 - momentum) * batch`."""

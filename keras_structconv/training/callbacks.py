@@ -63,10 +63,10 @@ class EpochCompletion:
     callback calls `epoch_begin()` and `step_end(batch)` from its hooks and asks `completed(...)`
     in `on_epoch_end`.
 
-    The epoch's length is `fit`'s `params["steps"]`. When it is unknown (a dataset of unknown
-    cardinality runs until exhausted), an epoch counts as complete unless `fit` was told to stop,
-    which also leaves out an epoch stopped at its end by an earlier callback (one backup behind,
-    never one ahead).
+    An epoch is partial when `fit` was told to stop (`model.stop_training`) before the last of
+    its `params["steps"]` steps. When that length is unknown (a dataset of unknown cardinality
+    runs until exhausted), any requested stop counts as partial, which also leaves out an epoch
+    stopped at its end by an earlier callback (one backup behind, never one ahead).
 
     Example:
 
@@ -100,10 +100,12 @@ class EpochCompletion:
         self._last_batch = int(batch)
 
     def completed(self, params, model) -> bool:
+        # An epoch is partial only when `fit` was told to stop before its last step. (An epoch
+        # whose data ran out early, which Keras only warns about, still counts as done.)
+        if not model.stop_training:
+            return True
         steps = (params or {}).get("steps")
-        if steps is None:
-            return not model.stop_training
-        return self._last_batch is not None and self._last_batch + 1 >= steps
+        return steps is not None and self._last_batch is not None and self._last_batch + 1 >= steps
 
 
 class TrainingClock(keras.callbacks.Callback):
@@ -300,7 +302,10 @@ class ProgressCSVLogger(keras.callbacks.Callback):
     train_seconds, learning_rate and the logs (batch end: running means over the epoch).
 
     Unlike `keras.callbacks.CSVLogger`, no `val_*` columns are invented, and the training time
-    comes from a `TrainingClock`, so rows continue across resumed sessions.
+    comes from a `TrainingClock`, so rows continue across resumed sessions. The file is a log of
+    every session: with `every=N`, the steps of an epoch cut short by a stop are logged again
+    when the resumed run redoes them (same step numbers, later rows); with `every="epoch"`, an
+    epoch cut short gets no row.
 
     Args:
         filepath: CSV file; the header is written when the file is new, rows are appended.

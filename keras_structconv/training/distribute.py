@@ -182,6 +182,14 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir, chief: bool = True, **kwargs):
+        save_freq = kwargs.get("save_freq", "epoch")
+        if save_freq != "epoch":
+            # Keras 3 resumes at an epoch start only: a backup made inside an epoch would be
+            # resumed by redoing the whole epoch on weights that have already seen part of it.
+            raise ValueError(
+                "ChiefBackupAndRestore backs up complete epochs only: `save_freq` must be "
+                f"'epoch'. Received: save_freq={save_freq!r}"
+            )
         super().__init__(backup_dir, **kwargs)
         self.chief = bool(chief)
         self._epochs = EpochCompletion()

@@ -2,6 +2,11 @@
 formula in NumPy: outputs, gradients, moving statistics, the calls that must stay Keras' own,
 mixed precision, a `.keras` round trip and checkpoints shared with Keras' layer."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -123,8 +128,9 @@ def test_a_channels_first_axis_is_left_to_keras():
 
 def test_config_and_checkpoints_are_keras(tmp_path):
     fused, reference = _pair()
-    assert fused.get_config() == {**reference.get_config(), "name": fused.name, "fused": True}
+    assert fused.get_config() == {**reference.get_config(), "name": fused.name}
     unfused = BatchNormalization.from_config({**fused.get_config(), "fused": False})
+    assert unfused.get_config()["fused"] is False
     unfused.build((None, None, None, 6))
     assert "FusedBatchNormV3" not in _ops_of_a_training_step(unfused, (2, 3, 3, 6))
     with pytest.raises(ValueError, match=r"`fused` must be True or False. Received: fused=1"):
@@ -137,6 +143,25 @@ def test_config_and_checkpoints_are_keras(tmp_path):
     assert type(loaded.layers[1]) is BatchNormalization
     x = _input((2, 4, 4, 6))
     np.testing.assert_array_equal(loaded(x, training=False), reference(x, training=False))
+    # A process without this package loads the file into Keras' own layer (the default layer's
+    # config is Keras' config).
+    np.save(tmp_path / "x.npy", x)
+    code = textwrap.dedent(
+        f"""
+        import sys, keras, numpy as np
+        model = keras.saving.load_model({str(tmp_path / "model.keras")!r}, custom_objects={{
+            "keras_structconv>BatchNormalization": keras.layers.BatchNormalization}})
+        assert "keras_structconv" not in sys.modules
+        assert type(model.layers[1]) is keras.layers.BatchNormalization
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "y.npy")!r}, np.asarray(model(x, training=False)))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), reference(x, training=False))
     # Weights saved from a model of Keras' layer load into ours: the file keys a model's layers
     # by their class names (so the layer names differ here, and it still loads).
     keras_model = keras.Model(inputs, keras.layers.BatchNormalization(**ARGUMENTS)(inputs))

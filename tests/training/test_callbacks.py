@@ -255,6 +255,8 @@ def test_a_signal_mid_epoch_leaves_that_epoch_out_and_the_resumed_run_redoes_it(
     assert json.loads((run / "state.json").read_text())["steps_done"] == 12
 
 
+# An epoch of a dataset of unknown length ends when the data runs out, which Keras warns about.
+@pytest.mark.filterwarnings("ignore:Your input ran out of data:UserWarning")
 def test_a_dataset_of_unknown_length_backs_up_full_epochs_only(tmp_path):
     import tensorflow as tf
 
@@ -276,3 +278,18 @@ def test_a_dataset_of_unknown_length_backs_up_full_epochs_only(tmp_path):
         stopped = backed_up_epoch(tmp_path / f"stopped{epoch}", [KillAt(epoch, 1),
                                                                  training.GracefulStop()])
         assert stopped == epoch
+
+
+def test_an_epoch_whose_data_runs_out_early_still_counts_as_done(tmp_path):
+    import tensorflow as tf
+
+    # 3 batches for steps_per_epoch=4: Keras warns and ends each epoch after 3 steps; no stop
+    # was requested, so the epochs are complete (as Keras' own backup would record them).
+    x = np.random.default_rng(0).standard_normal((6, 3)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros((6, 2), "float32"))).batch(2)
+    model = tiny_model()
+    with pytest.warns(UserWarning, match="ran out of data"):
+        model.fit(dataset, epochs=2, steps_per_epoch=4, verbose=0, shuffle=False,
+                  callbacks=run_callbacks(tmp_path / "run"))
+    assert training.restored_epoch(tmp_path / "run" / "backup") == 2
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["epochs_done"] == 2

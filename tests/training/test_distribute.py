@@ -142,11 +142,13 @@ def test_a_non_chief_backup_restores_the_chief_state_and_never_writes(tmp_path):
 
     worker = model()
     history = worker.fit(x, y, batch_size=4, epochs=4, verbose=0, callbacks=[
-        training.ChiefBackupAndRestore(backup, chief=False, save_freq=1)
+        training.ChiefBackupAndRestore(backup, chief=False)
     ])
     assert len(history.history["loss"]) == 2  # resumed at epoch 2 of 4
     assert int(worker.optimizer.iterations.numpy()) == 8  # 4 restored + 4 new steps
     assert {path.name: path.read_bytes() for path in backup.iterdir()} == files
+    with pytest.raises(ValueError, match=r"`save_freq` must be 'epoch'. Received: save_freq=1"):
+        training.ChiefBackupAndRestore(backup, save_freq=1)
 
 
 def test_strategy_names_and_errors(monkeypatch):
