@@ -330,7 +330,10 @@ def check_overfit(case, steps=None):
         metrics=["accuracy"],
     )
     steps = steps or case.overfit_steps
-    model.fit(x, y, batch_size=len(x), epochs=steps, verbose=0)
+    # One epoch of `steps` full-batch steps: the same updates as `steps` one-step epochs, without
+    # Keras' per-epoch work (callbacks, iterator, logs), which made this check 4x slower.
+    batches = tf.data.Dataset.from_tensors((x, y)).repeat(steps)
+    model.fit(batches, epochs=1, shuffle=False, verbose=0)
     _, accuracy = model.evaluate(x, y, batch_size=len(x), verbose=0)
     assert accuracy >= 0.9, f"training accuracy {accuracy:.3f} < 0.90 after {steps} steps"
 

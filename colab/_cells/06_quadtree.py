@@ -25,7 +25,7 @@
 
 # %% [markdown]
 # `SMALL = True` (set by `KERAS_STRUCTCONV_NOTEBOOK_SMALL=1`, as on CI) computes the statistics on
-# the validation split only and trains the tiny QGN of part 4 for 20 steps; the default
+# the validation split only and trains the tiny QGN of part 4 for 8 steps; the default
 # (`SMALL = False`) uses all three splits and 300 steps (several minutes on a CPU).
 #
 # %%
@@ -50,7 +50,7 @@ SMALL = os.environ.get("KERAS_STRUCTCONV_NOTEBOOK_SMALL", "0") == "1"
 
 SPLITS = ("val",) if SMALL else ("train", "val", "test")
 FRAME = ("val", 0)  # the frame drawn in parts 1 and 4: (split, index)
-TRAIN_STEPS = 20 if SMALL else 300
+TRAIN_STEPS = 8 if SMALL else 300
 LEVELS = 6  # quadtree levels: root cells of 2**5 = 32 pixels
 NUM_CLASSES = len(ksc.datasets.CAMVID_CLASS_NAMES)
 VOID = ksc.datasets.CAMVID_IGNORE_LABEL  # 255

@@ -39,7 +39,9 @@ def _record(tuner, trial_id):
     return json.loads((Path(tuner.get_trial_dir(trial_id)) / "structconv.json").read_text())
 
 
-@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+@pytest.mark.parametrize(
+    "kind", [pytest.param("random", marks=pytest.mark.traced), "bayesian", "hyperband"]
+)
 def test_each_tuner_runs_two_trials_and_records_measurements(kind, tmp_path, data):
     x, y, x_val, y_val = data
     hypermodel = _hypermodel(time_vanilla=kind == "random")
