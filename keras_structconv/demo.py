@@ -9,7 +9,7 @@ Example:
 from keras_structconv import datasets, demo
 
 _, (x_test, y_test) = datasets.load_embedded_cifar10()
-for entry in demo.zoo_models():  # empty until zoo models are published
+for entry in demo.zoo_models():  # the manifest's *_cifar10 models, the baseline first
     print(entry["handle"], demo.zoo_accuracy(entry["handle"], x_test, y_test))
 
 (x_train, y_train), (x_test, y_test) = demo.demo_data(limit=256, seed=0)
